@@ -1,0 +1,41 @@
+"""Networks, selected by name from one explicit dict (no registration by import)."""
+
+from typing import Any
+
+import flax.linen as nn
+
+from gen.errors import ConfigError
+from gen.models import mlp, unet
+
+
+def _make_mlp(shape: tuple[int, ...], **kwargs) -> nn.Module:
+  if len(shape) != 1:
+    raise ConfigError(
+      f"model.name='mlp' takes flat vectors such as 2-D points, but the data has shape {shape}; "
+      "use model.name='unet' for images"
+    )
+  return mlp.MLP(**kwargs)
+
+
+def _make_unet(shape: tuple[int, ...], **kwargs) -> nn.Module:
+  unet.check_input_shape(
+    shape,
+    ch_mult=kwargs.get('ch_mult', unet.UNet.ch_mult),
+    ch=kwargs.get('ch', unet.UNet.ch),
+    num_groups=kwargs.get('num_groups', unet.UNet.num_groups),
+  )
+  return unet.UNet(**kwargs)
+
+
+# name -> factory(example shape, **that model's config section) -> flax module f(x, t, train)
+MODELS = {'mlp': _make_mlp, 'unet': _make_unet}
+
+
+def make(name: str, shape: tuple[int, ...], kwargs: dict[str, Any]) -> nn.Module:
+  """Builds network `name` for examples of `shape`; fails before compiling on a bad choice."""
+  if name not in MODELS:
+    raise ConfigError(f'model.name={name!r} is unknown; choose one of {sorted(MODELS)}')
+  try:
+    return MODELS[name](tuple(shape), **kwargs)
+  except TypeError as e:  # an unexpected keyword from the config section
+    raise ConfigError(f'model.{name}: {e}') from None

@@ -1,0 +1,50 @@
+"""The `gen` console script: `gen train|eval|sample|prepare [flags]`.
+
+`gen train --config=... --workdir=...` is `python -m gen.main --mode=train ...` (likewise eval,
+sample); `gen prepare --dataset=NAME [--data_dir=D]` builds a TFDS dataset once — the only step
+that may download.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+COMMANDS = ('train', 'eval', 'sample', 'prepare')
+USAGE = f'usage: gen {{{",".join(COMMANDS)}}} [--flags]; `gen COMMAND --help` lists the flags'
+
+
+def _prepare(argv) -> None:
+  del argv
+  from gen import data
+  from gen.errors import ConfigError
+
+  try:
+    path = data.prepare(flags.FLAGS.dataset, flags.FLAGS.data_dir or None)
+  except ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'prepared {flags.FLAGS.dataset} in {path}')
+
+
+def main() -> None:
+  """Entry point of the `gen` console script."""
+  if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+    print(USAGE, file=sys.stderr)
+    sys.exit(2)
+  command, rest = sys.argv[1], sys.argv[2:]
+  # Experiment files import `experiments.base`: resolve it from the current folder, as
+  # `python -m gen.main` does.
+  sys.path.insert(0, os.getcwd())
+  if command == 'prepare':
+    flags.DEFINE_string('dataset', None, 'TFDS dataset name, e.g. mnist, or digits.')
+    flags.DEFINE_string('data_dir', '', "TFDS data folder ('' = $TFDS_DATA_DIR or default).")
+    flags.mark_flag_as_required('dataset')
+    app.run(_prepare, argv=['gen prepare', *rest])
+  from gen import main as gen_main
+
+  app.run(gen_main.main, argv=[f'gen {command}', *rest, f'--mode={command}'])
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,122 @@
+"""TrainState and the update rules every objective shares: optimizer step, EMA, optimizers.
+
+The state holds every array a run changes (so a checkpoint restores it exactly) and nothing
+static: optimizers and network `apply` functions live in the objective, which closes over them.
+"""
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from gen.errors import ConfigError
+
+PyTree = Any
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything that changes during a run, keyed by network name.
+
+  Attributes:
+    step: scalar int32, number of completed training steps.
+    params: network name -> parameter tree (a GAN has 'generator' and 'discriminator').
+    opt_state: network name -> optax state of that network's optimizer.
+    ema_params: network name -> exponential moving average of its parameters.
+    extra: objective-owned arrays (batch statistics, replay buffers, power-iteration vectors).
+  """
+
+  step: jax.Array
+  params: dict[str, PyTree]
+  opt_state: dict[str, PyTree]
+  ema_params: dict[str, PyTree]
+  extra: dict[str, PyTree] = flax.struct.field(default_factory=dict)
+
+
+def create_state(
+  params: dict[str, PyTree], txs: dict[str, optax.GradientTransformation], extra=None
+) -> TrainState:
+  """A step-0 state: one optimizer state per network, EMA initialised to the parameters."""
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state={name: txs[name].init(p) for name, p in params.items()},
+    ema_params=jax.tree.map(jnp.copy, params),
+    extra=extra or {},
+  )
+
+
+def apply_gradients(
+  state: TrainState,
+  name: str,
+  grads: PyTree,
+  tx: optax.GradientTransformation,
+  ema_rate: float,
+) -> tuple[TrainState, jax.Array]:
+  """One optimizer step of network `name` plus its EMA update; returns (state, grad norm).
+
+  EMA: `ema <- rate * ema + (1 - rate) * params` (optax.incremental_update), applied after the
+  optimizer step, as in DDPM and score_sde. `step` is not advanced here: a step may update
+  several networks (a GAN's discriminator and generator) and the loop counts steps.
+  """
+  updates, opt_state = tx.update(grads, state.opt_state[name], state.params[name])
+  params = optax.apply_updates(state.params[name], updates)
+  ema = optax.incremental_update(params, state.ema_params[name], step_size=1.0 - ema_rate)
+  state = state.replace(
+    params={**state.params, name: params},
+    opt_state={**state.opt_state, name: opt_state},
+    ema_params={**state.ema_params, name: ema},
+  )
+  return state, optax.tree.norm(grads)
+
+
+SCHEDULES = ('constant', 'cosine')
+
+
+def make_optimizer(
+  *,
+  lr: float,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  weight_decay: float = 0.0,
+  warmup_steps: int = 0,
+  schedule: str = 'constant',
+  grad_clip: float = 0.0,
+  total_steps: int = 1,
+  field: str = 'optim',
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Adam(W) with optional linear warm-up, cosine decay and global-norm clipping.
+
+  Args:
+    lr, b1, b2, weight_decay: AdamW hyper-parameters (Kingma & Ba 2015; Loshchilov & Hutter 2019).
+    warmup_steps: linear warm-up from 0 to `lr`.
+    schedule: 'constant' or 'cosine' (decay to 0 at `total_steps`).
+    grad_clip: clip the global gradient norm to this value; 0 disables.
+    total_steps: run length, for the cosine schedule.
+    field: config path named in error messages.
+
+  Returns:
+    (transformation, learning-rate schedule) — the schedule is logged by the objective.
+  """
+  if not lr > 0:
+    raise ConfigError(f'{field}.lr must be > 0, got {lr}')
+  for name, beta in (('b1', b1), ('b2', b2)):
+    if not 0 <= beta < 1:
+      raise ConfigError(f'{field}.{name} must be in [0, 1), got {beta}')
+  if weight_decay < 0 or warmup_steps < 0 or grad_clip < 0:
+    raise ConfigError(f'{field}.weight_decay, warmup_steps and grad_clip must be >= 0')
+  if schedule not in SCHEDULES:
+    raise ConfigError(f'{field}.schedule={schedule!r} is unknown; choose one of {SCHEDULES}')
+  if schedule == 'cosine':
+    lr_fn = optax.warmup_cosine_decay_schedule(
+      0.0, lr, max(warmup_steps, 1), max(total_steps, warmup_steps + 1)
+    )
+  elif warmup_steps:
+    lr_fn = optax.linear_schedule(0.0, lr, warmup_steps)
+  else:
+    lr_fn = optax.constant_schedule(lr)
+  tx = optax.adamw(lr_fn, b1=b1, b2=b2, weight_decay=weight_decay)
+  if grad_clip:
+    tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
+  return tx, lr_fn

@@ -1,0 +1,482 @@
+"""THE training loop: one set of small functions trains every objective (GAN, EBM, diffusion).
+
+The loop never asks which paradigm it runs. It builds the mesh, the data, the objective and its
+state; compiles `objective.step` once with shardings; and around it logs, checkpoints, draws
+pictures and evaluates. `train_and_evaluate`, `evaluate` and `sample` are the three modes of
+`gen.main`.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gen import data as data_lib
+from gen import metrics as metrics_lib
+from gen import objectives
+from gen.errors import ConfigError
+from gen.state import TrainState
+from gen.utils import checkpoint as ckpt_lib
+from gen.utils import images
+from gen.utils import workdir as workdir_lib
+from gen.utils.writers import MetricWriter
+
+ON_NONFINITE = ('stop', 'skip_step')
+
+
+class NonFiniteError(RuntimeError):
+  """A step produced a non-finite loss or gradient and `train.on_nonfinite` is 'stop'."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up: everything here validates and builds; nothing is compiled or written.
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What a run is made of, built from the config before anything compiles."""
+
+  config: ml_collections.ConfigDict
+  spec: data_lib.DatasetSpec
+  objective: Any
+  mesh: Mesh
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  @property
+  def batch_sharding(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P('data'))
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis 'data' over all devices of all processes."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ('data',))
+
+
+def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """Checks the loop's own fields; objectives, models and data check theirs."""
+  t = config.train
+  if t.num_steps < 0:
+    raise ConfigError(f'train.num_steps must be >= 0, got {t.num_steps}')
+  for field in ('log_every', 'ckpt_every', 'sample_every', 'max_to_keep'):
+    if t[field] < 1:
+      raise ConfigError(f'train.{field} must be >= 1, got {t[field]}')
+  if t.eval_every < 0:
+    raise ConfigError(f'train.eval_every must be >= 0 (0: only at the end), got {t.eval_every}')
+  if not 0 <= t.ema_rate < 1:
+    raise ConfigError(f'train.ema_rate must be in [0, 1), got {t.ema_rate}')
+  if t.on_nonfinite not in ON_NONFINITE:
+    raise ConfigError(f'train.on_nonfinite={t.on_nonfinite!r}; choose one of {ON_NONFINITE}')
+  if config.sample.num < 1 or config.eval.num_samples < 1:
+    raise ConfigError('sample.num and eval.num_samples must be >= 1')
+  batch, n = config.data.batch_size, mesh.size
+  if batch < 1 or batch % n:
+    raise ConfigError(
+      f'data.batch_size={batch} must be a positive multiple of the device count {n} '
+      f'(e.g. {max(n, batch // n * n or n)})'
+    )
+
+
+def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
+  """Validates the config and builds dataset spec, objective and mesh (no compiling)."""
+  mesh = make_mesh() if mesh is None else mesh
+  validate_train_config(config, mesh)
+  spec = data_lib.get_spec(config.data.name, config.data.data_dir or None)
+  objective = objectives.make(config, spec)
+  metrics_lib.validate(tuple(config.eval.metrics), spec)
+  return Setup(config=config, spec=spec, objective=objective, mesh=mesh)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled pieces.
+
+
+def example_batch(setup: Setup) -> dict[str, np.ndarray]:
+  """Zeros shaped like one global batch: enough to initialise networks, consumes no data."""
+  batch = {'x': np.zeros((setup.config.data.batch_size, *setup.spec.shape), np.float32)}
+  if setup.spec.num_classes:
+    batch['label'] = np.zeros((setup.config.data.batch_size,), np.int32)
+  return batch
+
+
+def init_state(setup: Setup) -> TrainState:
+  """The step-0 state, replicated over the mesh."""
+  init = jax.jit(setup.objective.init, out_shardings=setup.replicated)
+  return init(jax.random.key(setup.config.seed), example_batch(setup))
+
+
+def make_train_step(setup: Setup):
+  """`objective.step` jitted once: batch sharded over 'data', state replicated and donated.
+
+  The step's key is `fold_in(key(seed), step)`, so resuming needs no stored key. A step whose
+  metrics (loss terms, gradient norms) are not all finite leaves the state as it was, bar the
+  step counter, and reports `nonfinite`; the host decides to stop or go on (train.on_nonfinite).
+  """
+
+  def train_step(state: TrainState, batch, base_key):
+    key = jax.random.fold_in(base_key, state.step)
+    new_state, metrics = setup.objective.step(state, batch, key)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return new_state.replace(step=state.step + 1), {**metrics, 'nonfinite': ~finite}
+
+  return jax.jit(
+    train_step,
+    in_shardings=(setup.replicated, setup.batch_sharding, setup.replicated),
+    out_shardings=(setup.replicated, setup.replicated),
+    donate_argnums=0,
+  )
+
+
+def make_sample_fn(setup: Setup, num: int):
+  """`objective.sample` for `num` samples, jitted; samples sharded over devices if they divide."""
+  out = setup.batch_sharding if num % setup.mesh.size == 0 else setup.replicated
+  fn = jax.jit(setup.objective.sample, static_argnums=2, out_shardings=out)
+  return lambda state, rng: jax.device_get(fn(state, rng, num))
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+  """This process's rows -> one global array per field, sharded over the mesh."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The host side of the loop: metrics, pictures, evaluation, signals.
+
+
+def make_loader_iter(setup: Setup, split: str = 'train'):
+  """The grain iterator over this process's shard of the training data."""
+  loader = data_lib.make_loader(
+    setup.config.data.name,
+    split=split,
+    global_batch_size=setup.config.data.batch_size,
+    seed=setup.config.seed,
+    data_dir=setup.config.data.data_dir or None,
+  )
+  return iter(loader)
+
+
+def reference_data(setup: Setup, num: int) -> np.ndarray:
+  """Up to `num` test-split examples (data space) to compare samples with."""
+  source = data_lib.make_source(setup.spec.name, 'test', setup.config.data.data_dir or None)
+  idx = np.arange(min(num, len(source)))
+  return np.stack([np.asarray(source[int(i)]['x']) for i in idx])
+
+
+def save_picture(setup: Setup, path: str, samples: np.ndarray, title: str = '') -> None:
+  """Image grid, or a scatter over the data with the mode centres (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  if setup.spec.kind == 'points':
+    images.save_samples_picture(
+      path,
+      samples,
+      kind='points',
+      data=reference_data(setup, 2000),
+      centers=setup.spec.mode_centers,
+      title=title,
+    )
+  else:
+    images.save_samples_picture(path, samples[:64], kind='images', title=title)
+
+
+def compute_metrics(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
+  """Samples `eval.num_samples` and computes every metric in `eval.metrics`."""
+  names = tuple(setup.config.eval.metrics)
+  if not names:
+    return {}
+  num = setup.config.eval.num_samples
+  rng = jax.random.fold_in(jax.random.key(setup.config.seed + 1), step)
+  samples = make_sample_fn(setup, num)(state, rng)['samples']
+  return metrics_lib.compute(
+    names, samples, reference_data(setup, num), setup.spec, seed=setup.config.seed
+  )
+
+
+def write_eval(workdir: str, step: int, values: dict[str, float]) -> str:
+  """Writes `W/eval/step_N.json` (process 0 only) and returns its path."""
+  path = os.path.join(workdir, 'eval', f'step_{step}.json')
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+      json.dump({'step': step, **values}, f, indent=2, sort_keys=True)
+    os.replace(path + '.tmp', path)
+  return path
+
+
+class StopSignal:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (to save, then exit)."""
+
+  def __init__(self):
+    self.signum = None
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+
+  @contextlib.contextmanager
+  def installed(self):
+    previous = {}
+    try:
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      pass
+    try:
+      yield self
+    finally:
+      for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+class Interrupted(Exception):
+  """The run was stopped by a signal after saving a checkpoint; `code` is the exit status."""
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(f'stopped by signal {signum} at step {step}; checkpoint saved')
+    self.code = 128 + signum
+
+
+def _progress(step: int, total: int, seconds_per_step: float) -> str:
+  done = step / max(total, 1)
+  bar = '#' * int(20 * done) + '.' * (20 - int(20 * done))
+  eta = max(total - step, 0) * seconds_per_step
+  return f'[{bar}] {100 * done:5.1f}% ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}'
+
+
+class MetricLog:
+  """Collects each step's metrics on device and writes window means at log time.
+
+  Keeping per-step arrays on device until a log (or checkpoint) step avoids a host sync on every
+  step, yet a non-finite step is still named exactly.
+  """
+
+  def __init__(self, writer: MetricWriter, setup: Setup):
+    self.writer, self.setup = writer, setup
+    self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+    self.window_start = time.perf_counter()
+    self.skipped = 0
+
+  def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self.pending.append((step, metrics))
+
+  def flush(self, last_good_ckpt: int | None, write: bool = True) -> None:
+    """Checks the pending steps for non-finite values, then logs their mean."""
+    if not self.pending:
+      return
+    host = jax.device_get(self.pending)
+    self.pending = []
+    finite_steps = []
+    for step, m in host:
+      if m.pop('nonfinite'):
+        bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v))) or ['gradient']
+        if self.setup.config.train.on_nonfinite == 'stop':
+          raise NonFiniteError(
+            f'step {step}: non-finite {", ".join(bad)}; stopped without saving (last good '
+            f'checkpoint: step {last_good_ckpt}). Set train.on_nonfinite=skip_step to skip such '
+            'steps instead'
+          )
+        logging.warning('step %d: non-finite %s; update skipped', step, ', '.join(bad))
+        self.skipped += 1
+      else:
+        finite_steps.append(m)
+    if not write:
+      return
+    elapsed = time.perf_counter() - self.window_start
+    self.window_start = time.perf_counter()
+    step = host[-1][0] + 1
+    means = {k: float(np.mean([m[k] for m in finite_steps])) for k in (finite_steps or [{}])[0]}
+    steps_per_sec = len(host) / max(elapsed, 1e-9)
+    means['steps_per_sec'] = steps_per_sec
+    means['examples_per_sec'] = steps_per_sec * self.setup.config.data.batch_size
+    means['skipped_steps'] = float(self.skipped)
+    self.writer.write(step, means)
+    total = self.setup.config.train.num_steps
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in means.items() if k in ('loss', 'steps_per_sec'))
+    logging.info('step %d/%d %s %s', step, total, _progress(step, total, 1 / steps_per_sec), shown)
+
+
+# ---------------------------------------------------------------------------------------------
+# The three modes.
+
+
+def prepare_run(
+  config, workdir: str, mode: str, allow_config_change: bool = False, mesh: Mesh | None = None
+) -> Setup:
+  """Validates everything (config, data, workdir) before anything is compiled or written."""
+  setup = build(config, mesh)
+  workdir_lib.check_workdir(workdir, config, mode, allow_config_change)
+  return setup
+
+
+def restore_or_init(setup: Setup, manager, step: int | None = None):
+  """(state, data iterator state or None); a fresh state when there is no checkpoint."""
+  abstract = jax.eval_shape(setup.objective.init, jax.random.key(0), example_batch(setup))
+  abstract = ckpt_lib.abstract_like(abstract, setup.replicated)
+  restored = ckpt_lib.restore_latest(manager, abstract, step)
+  if restored is None:
+    if step is not None:
+      raise FileNotFoundError(f'no checkpoint for step {step}')
+    return None, None
+  step, state, data_state = restored
+  logging.info('restored checkpoint of step %d', step)
+  return state, data_state
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  allow_config_change: bool = False,
+  mesh: Mesh | None = None,
+) -> TrainState:
+  """Trains (resuming from the latest checkpoint in `workdir`), logging, saving, evaluating.
+
+  Args:
+    config: the experiment config.
+    workdir: the run directory.
+    allow_config_change: continue a workdir whose saved config differs.
+    mesh: devices to run on (default: all devices of all processes).
+
+  Returns:
+    The final TrainState.
+  """
+  setup = prepare_run(config, workdir, 'train', allow_config_change, mesh)
+  if jax.process_index() == 0:
+    workdir_lib.write_config(workdir, config)
+  t = config.train
+  manager = ckpt_lib.make_manager(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
+  writer = MetricWriter(workdir)
+  try:
+    return _train(setup, workdir, manager, writer)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+
+
+def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainState:
+  config, t = setup.config, setup.config.train
+  state, data_state = restore_or_init(setup, manager)
+  if state is None:
+    state = init_state(setup)
+  data_iter = make_loader_iter(setup)
+  if data_state:
+    data_lib.restore_iterator(data_iter, data_state)
+  start = int(state.step)
+  last_ckpt = start if start else None
+  base_key = jax.device_put(jax.random.key(config.seed), setup.replicated)
+
+  t0 = time.perf_counter()
+  batch = to_global(next(data_iter), setup.batch_sharding)
+  step_fn = make_train_step(setup).lower(state, batch, base_key).compile()
+  compile_seconds = time.perf_counter() - t0
+  logging.info('compiled the train step in %.1f s (starting at step %d)', compile_seconds, start)
+  writer.write(start, {'compile_seconds': compile_seconds})
+  sample_fn = make_sample_fn(setup, config.sample.num)
+
+  log = MetricLog(writer, setup)
+  stop = StopSignal()
+  with stop.installed():
+    for step in range(start, t.num_steps):
+      state, metrics = step_fn(state, batch, base_key)
+      log.add(step, metrics)
+      done = step + 1
+      if done % t.log_every == 0 or done == t.num_steps:
+        log.flush(last_ckpt)
+      side_start = time.perf_counter()  # pictures, evals, saves: not counted as step time
+      if done % t.sample_every == 0 and done != t.num_steps:
+        _picture(setup, workdir, state, sample_fn, done)
+      if t.eval_every and done % t.eval_every == 0 and done != t.num_steps:
+        _evaluate_and_log(setup, workdir, state, writer, done)
+      if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
+        log.flush(last_ckpt, write=False)
+        ckpt_lib.save(manager, done, state, data_lib.iterator_state(data_iter), force=True)
+        last_ckpt = done
+      log.window_start += time.perf_counter() - side_start
+      if stop.signum is not None:
+        manager.wait_until_finished()
+        logging.warning('signal %d: saved checkpoint of step %d; exiting', stop.signum, done)
+        raise Interrupted(stop.signum, done)
+      if done < t.num_steps:
+        batch = to_global(next(data_iter), setup.batch_sharding)
+  log.flush(last_ckpt)
+
+  final = int(state.step)
+  if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
+    _picture(setup, workdir, state, sample_fn, final)
+    _evaluate_and_log(setup, workdir, state, writer, final)
+  logging.info('training done at step %d (%.1f s)', final, time.perf_counter() - t0)
+  return state
+
+
+def _picture(setup: Setup, workdir: str, state, sample_fn, step: int) -> None:
+  rng = jax.random.fold_in(jax.random.key(setup.config.seed + 2), step)
+  samples = sample_fn(state, rng)['samples']
+  path = os.path.join(workdir, 'samples', f'step_{step}.png')
+  save_picture(setup, path, samples, title=f'{setup.config.objective.name} step {step}')
+
+
+def _evaluate_and_log(setup: Setup, workdir: str, state, writer: MetricWriter, step: int) -> None:
+  values = compute_metrics(setup, state, step)
+  if values:
+    write_eval(workdir, step, values)
+    writer.write(step, {f'eval/{k}': v for k, v in values.items()})
+    logging.info('eval at step %d: %s', step, values)
+
+
+def _restore_for_reading(config, workdir: str, mode: str, step: int | None):
+  setup = prepare_run(config, workdir, mode)
+  manager = ckpt_lib.make_manager(
+    os.path.join(workdir, 'checkpoints'), config.train.max_to_keep, read_only=True
+  )
+  try:
+    state, _ = restore_or_init(setup, manager, step)
+  finally:
+    manager.close()
+  if state is None:
+    raise FileNotFoundError(f'--workdir={workdir} has no checkpoint to {mode}; train first')
+  return setup, state
+
+
+def evaluate(config, workdir: str, step: int | None = None) -> dict[str, float]:
+  """`--mode=eval`: metrics of the latest (or `step`'s) checkpoint -> `W/eval/step_N.json`."""
+  setup, state = _restore_for_reading(config, workdir, 'eval', step)
+  step = int(state.step)
+  values = compute_metrics(setup, state, step)
+  path = write_eval(workdir, step, values)
+  logging.info('eval at step %d: %s (written to %s)', step, values, path)
+  return values
+
+
+def sample(config, workdir: str, num: int, step: int | None = None) -> str:
+  """`--mode=sample`: `num` samples from the EMA parameters -> `W/samples/step_N.npz` + picture."""
+  if num < 1:
+    raise ConfigError(f'--num_samples must be >= 1, got {num}')
+  setup, state = _restore_for_reading(config, workdir, 'sample', step)
+  step = int(state.step)
+  rng = jax.random.fold_in(jax.random.key(config.seed + 3), step)
+  out = make_sample_fn(setup, num)(state, rng)
+  path = os.path.join(workdir, 'samples', f'step_{step}.npz')
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    with open(path + '.tmp', 'wb') as f:
+      np.savez(f, **arrays)
+    os.replace(path + '.tmp', path)
+    save_picture(setup, path[: -len('.npz')] + '.png', arrays['samples'], f'step {step}')
+  logging.info('wrote %d samples of step %d to %s', num, step, path)
+  return path

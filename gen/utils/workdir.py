@@ -1,0 +1,83 @@
+"""The run directory's config: write `W/config.json`, refuse to mix two runs in one workdir."""
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import ml_collections
+
+from gen.errors import ConfigError
+
+# Fields that may change between restarts of one run in any mode: how long it runs.
+RUN_LENGTH_FIELDS = ('train.num_steps',)
+# Sections that only say how to evaluate or sample, free to change in --mode=eval|sample.
+EVAL_SECTIONS = ('eval.', 'sample.')
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as plain JSON types (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Names of the leaves whose values differ, including leaves only one side has."""
+  a, b = _flatten(saved), _flatten(current)
+  return sorted(k for k in a.keys() | b.keys() if a.get(k, '<missing>') != b.get(k, '<missing>'))
+
+
+def check_workdir(
+  workdir: str, config: ml_collections.ConfigDict, mode: str, allow_change: bool = False
+) -> None:
+  """Fails, before anything is written, if `workdir` is not writable or holds another run.
+
+  Args:
+    workdir: the run directory (may not exist yet).
+    config: the resolved config of this invocation.
+    mode: 'train', 'eval' or 'sample'.
+    allow_change: accept a differing saved config (--allow_config_change).
+  """
+  _check_writable(workdir)
+  path = os.path.join(workdir, 'config.json')
+  if mode != 'train' and not os.path.exists(path):
+    raise ConfigError(f'--workdir={workdir} holds no run (no config.json); train first')
+  if not os.path.exists(path) or allow_change:
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  free = RUN_LENGTH_FIELDS + (EVAL_SECTIONS if mode != 'train' else ())
+  diff = [k for k in config_diff(saved, config_to_dict(config)) if not k.startswith(free)]
+  if diff:
+    shown = ', '.join(diff[:8]) + (' ...' if len(diff) > 8 else '')
+    raise ConfigError(
+      f'--workdir={workdir} holds a run with a different config ({shown}); '
+      'use a new workdir, or pass --allow_config_change to continue it anyway'
+    )
+
+
+def _check_writable(workdir: str) -> None:
+  """Creates `workdir` if needed and proves a file can be written there (then removes it)."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write_test'):
+      pass
+  except OSError as e:
+    raise ConfigError(f'--workdir={workdir} is not writable: {e.strerror}') from None
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes the resolved config to `W/config.json` (atomically)."""
+  path = os.path.join(workdir, 'config.json')
+  with open(path + '.tmp', 'w') as f:
+    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+  os.replace(path + '.tmp', path)

@@ -1,0 +1,35 @@
+"""The same run on 1 device and on 8 simulated CPU devices (a subprocess sets up the 8)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_device_script(mode: str, tmp_path) -> dict:
+  proc = subprocess.run(
+    [sys.executable, os.path.join(HERE, 'multidevice.py'), mode, str(tmp_path)],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
+  return json.loads(line[len('RESULT ') :])
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+  out = run_device_script('compare', tmp_path)
+  assert out['devices'] == 8
+  assert len(out['losses_1']) == len(out['losses_8']) == 30
+  # Same noise on any device count (stateless keys); only the order of float reductions
+  # differs, so losses agree to float32 round-off and parameters to ~1e-6 after 30 steps.
+  np.testing.assert_allclose(out['losses_1'], out['losses_8'], rtol=1e-5, atol=1e-6)
+  assert out['max_param_diff'] < 1e-5, out['max_param_diff']
+  print('max |loss diff|', np.max(np.abs(np.subtract(out['losses_1'], out['losses_8']))))
+  print('max |param diff|', out['max_param_diff'])
+  assert all(out['replicated_on_8'])

@@ -1,0 +1,155 @@
+"""The loop end to end on the ddpm_ring8 smoke config: run directory, resume, guards, modes."""
+
+import json
+import os
+import shutil
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from gen import train
+from gen.errors import ConfigError
+from gen.utils.writers import read_metrics
+from tests.conftest import load_state
+
+
+def _train(config, workdir, **kwargs):
+  return train.train_and_evaluate(
+    config, str(workdir), mesh=train.make_mesh(jax.devices()[:1]), **kwargs
+  )
+
+
+def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
+  wd = tmp_path / 'run'
+  state = _train(smoke_config, wd)
+  assert int(state.step) == 20
+  saved = json.loads((wd / 'config.json').read_text())
+  assert saved['objective']['name'] == 'ddpm' and saved['train']['num_steps'] == 20
+  records = read_metrics(str(wd))
+  assert records[0]['step'] == 0 and records[0]['compile_seconds'] > 0
+  logged = [r for r in records if 'loss' in r]
+  assert [r['step'] for r in logged] == [5, 10, 15, 20]
+  for r in logged:
+    for key in ('loss', 'grad_norm/denoiser', 'lr', 'steps_per_sec', 'examples_per_sec'):
+      assert np.isfinite(r[key]), key
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(wd / 'tb'))
+  assert (wd / 'samples' / 'step_10.png').exists() and (wd / 'samples' / 'step_20.png').exists()
+  assert sorted(os.listdir(wd / 'checkpoints')) == ['10', '20']
+  ev = json.loads((wd / 'eval' / 'step_20.json').read_text())
+  assert set(ev) == {'step', 'modes_covered', 'high_quality_fraction', 'sliced_w2'}
+  assert 0 <= ev['high_quality_fraction'] <= 1 and 0 <= ev['modes_covered'] <= 8
+
+
+def test_step_compiles_once(smoke_config):
+  setup = train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
+  counted = chex.assert_max_traces(setup.objective.step, n=1)
+  object.__setattr__(setup.objective, 'step', counted)  # frozen dataclass: patch for the test
+  step_fn = train.make_train_step(setup)
+  state = train.init_state(setup)
+  it = train.make_loader_iter(setup)
+  key = jax.random.key(0)
+  for _ in range(12):
+    state, metrics = step_fn(state, train.to_global(next(it), setup.batch_sharding), key)
+  assert int(state.step) == 12 and np.isfinite(float(metrics['loss']))
+
+
+def _assert_same_state(a, b):
+  chex.assert_trees_all_equal(a.params, b.params)
+  chex.assert_trees_all_equal(a.ema_params, b.ema_params)
+  chex.assert_trees_all_equal(a.opt_state, b.opt_state)
+  assert int(a.step) == int(b.step)
+
+
+def test_resume_is_exact(smoke_config, tmp_path):
+  smoke_config.train.log_every = 1
+  straight, split = tmp_path / 'straight', tmp_path / 'split'
+  _train(smoke_config, straight)
+  smoke_config.train.num_steps = 10
+  _train(smoke_config, split)
+  smoke_config.train.num_steps = 20  # run length may change between restarts
+  _train(smoke_config, split)
+  a, data_a = load_state(smoke_config, str(straight))
+  b, data_b = load_state(smoke_config, str(split))
+  _assert_same_state(a, b)
+  assert data_a == data_b  # the data iterator stands at the same position
+  losses = lambda wd: {r['step']: r['loss'] for r in read_metrics(str(wd)) if 'loss' in r}
+  la, lb = losses(straight), losses(split)
+  assert [la[s] for s in range(1, 21)] == [lb[s] for s in range(1, 21)]
+
+
+def test_eval_and_sample_modes(smoke_config, tmp_path):
+  wd = tmp_path / 'run'
+  _train(smoke_config, wd)
+  values = train.evaluate(smoke_config, str(wd))
+  assert set(values) == {'modes_covered', 'high_quality_fraction', 'sliced_w2'}
+  path = train.sample(smoke_config, str(wd), 100)
+  assert path.endswith(os.path.join('samples', 'step_20.npz'))
+  with np.load(path) as f:
+    chex.assert_shape(f['samples'], (100, 2))
+    assert 'labels' not in f  # ring8 is unconditional
+  assert os.path.exists(path[:-4] + '.png')
+  older = train.sample(smoke_config, str(wd), 10, step=10)
+  assert older.endswith('step_10.npz')
+
+
+def test_nonfinite_loss_stops_without_saving(smoke_config, tmp_path):
+  smoke_config.optim.lr = 1e30  # Adam moves weights by ~lr: the loss overflows within steps
+  smoke_config.optim.warmup_steps = 0
+  smoke_config.optim.schedule = 'constant'
+  with pytest.raises(train.NonFiniteError, match=r'step \d+: non-finite .*loss'):
+    _train(smoke_config, tmp_path / 'stop')
+  assert not os.path.exists(tmp_path / 'stop' / 'checkpoints' / '20')
+
+
+def test_nonfinite_skip_step_keeps_the_state_finite(smoke_config, tmp_path):
+  smoke_config.optim.lr = 1e30
+  smoke_config.optim.warmup_steps = 0
+  smoke_config.optim.schedule = 'constant'
+  smoke_config.train.on_nonfinite = 'skip_step'
+  smoke_config.eval.metrics = ()
+  state = _train(smoke_config, tmp_path / 'skip')
+  assert int(state.step) == 20
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+  last = [r for r in read_metrics(str(tmp_path / 'skip')) if 'skipped_steps' in r][-1]
+  assert last['skipped_steps'] > 0
+
+
+def test_unreadable_latest_checkpoint_is_skipped(smoke_config, tmp_path):
+  wd = tmp_path / 'run'
+  _train(smoke_config, wd)
+  # Corrupt every file of the latest step (20); the previous one (10) must be used.
+  for root, _, files in os.walk(wd / 'checkpoints' / '20' / 'state'):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  state, _ = load_state(smoke_config, str(wd))
+  assert int(state.step) == 10
+
+
+def test_workdir_with_another_config_is_refused(smoke_config, tmp_path):
+  wd = tmp_path / 'run'
+  _train(smoke_config, wd)
+  before = sorted(os.listdir(wd))
+  smoke_config.optim.lr = 5e-4
+  with pytest.raises(ConfigError, match=r'optim\.lr'):
+    _train(smoke_config, wd)
+  assert sorted(os.listdir(wd)) == before
+  state = _train(smoke_config, wd, allow_config_change=True)  # explicit override
+  assert int(state.step) == 20
+
+
+def test_checkpoint_of_8_devices_restores_on_1(tmp_path):
+  """Saved by a process with 8 simulated devices (see test_devices), restored here on 1."""
+  from tests.test_devices import run_device_script
+
+  out = run_device_script('save_on_8', tmp_path)
+  assert out['devices'] == 8
+  from experiments import ddpm_ring8
+
+  config = ddpm_ring8.get_config('smoke')
+  state, _ = load_state(config, out['workdir'])
+  assert int(state.step) == 20
+  assert len(state.params['denoiser']['Dense_0']['kernel'].sharding.device_set) == 1
+  shutil.rmtree(out['workdir'])
