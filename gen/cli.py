@@ -19,12 +19,13 @@ def _prepare(argv) -> None:
   from gen import data
   from gen.errors import ConfigError
 
+  data_dir = flags.FLAGS.data_dir or data.default_data_dir()
   try:
-    path = data.prepare(flags.FLAGS.dataset, flags.FLAGS.data_dir or None)
+    data.prepare(flags.FLAGS.dataset, data_dir)
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  print(f'prepared {flags.FLAGS.dataset} in {path}')
+  print(f'prepared {flags.FLAGS.dataset} in {data_dir}')
 
 
 def main() -> None:
@@ -43,7 +44,8 @@ def main() -> None:
     app.run(_prepare, argv=['gen prepare', *rest])
   from gen import main as gen_main
 
-  app.run(gen_main.main, argv=[f'gen {command}', *rest, f'--mode={command}'])
+  argv = [f'gen {command}', *rest, f'--mode={command}']
+  app.run(gen_main.main, argv=argv, flags_parser=gen_main.parse_flags)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ naming the field and what is allowed, before anything is compiled or written.
 """
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -85,5 +86,21 @@ def main(argv) -> None:
   sys.exit(run(argv))
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with a config typo (`--config.optim.lrr`) reported as one line."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    key = re.search(r'(\w+)', str(e))  # the missing field's name comes first
+    names = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    bad = next((n for n in names if key and f'.{key.group(1)}' in n), names[0] if names else '')
+    match = re.search(r'Did you mean "([^"]+)"', str(e))
+    hint = f' (did you mean {match.group(1)!r}?)' if match else ''
+    print(f'error: {bad}: no such config field{hint}', file=sys.stderr)
+  except flags.Error as e:
+    print(f'error: {e}', file=sys.stderr)
+  sys.exit(2)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

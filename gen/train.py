@@ -91,13 +91,18 @@ def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None
     )
 
 
+def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """`eval.metrics` without empty names (`--config.eval.metrics=` turns evaluation off)."""
+  return tuple(name for name in config.eval.metrics if name)
+
+
 def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
   """Validates the config and builds dataset spec, objective and mesh (no compiling)."""
   mesh = make_mesh() if mesh is None else mesh
   validate_train_config(config, mesh)
   spec = data_lib.get_spec(config.data.name, config.data.data_dir or None)
   objective = objectives.make(config, spec)
-  metrics_lib.validate(tuple(config.eval.metrics), spec)
+  metrics_lib.validate(metric_names(config), spec)
   return Setup(config=config, spec=spec, objective=objective, mesh=mesh)
 
 
@@ -196,7 +201,7 @@ def save_picture(setup: Setup, path: str, samples: np.ndarray, title: str = '') 
 
 def compute_metrics(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
   """Samples `eval.num_samples` and computes every metric in `eval.metrics`."""
-  names = tuple(setup.config.eval.metrics)
+  names = metric_names(setup.config)
   if not names:
     return {}
   num = setup.config.eval.num_samples

@@ -39,3 +39,9 @@ def make(name: str, shape: tuple[int, ...], kwargs: dict[str, Any]) -> nn.Module
     return MODELS[name](tuple(shape), **kwargs)
   except TypeError as e:  # an unexpected keyword from the config section
     raise ConfigError(f'model.{name}: {e}') from None
+
+
+def from_config(model_config, shape: tuple[int, ...]) -> nn.Module:
+  """`make` from a config section: `name` plus a sub-section of that name with its kwargs."""
+  section = model_config.get(model_config.name) if model_config.name in MODELS else None
+  return make(model_config.name, shape, section.to_dict() if section is not None else {})

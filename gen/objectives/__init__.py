@@ -32,7 +32,7 @@ def _make_ddpm(config: ml_collections.ConfigDict, spec: DatasetSpec) -> diffusio
       f'sample.sampler={config.sample.sampler!r} is unknown for objective ddpm; '
       f'choose one of {DDPM_SAMPLERS}'
     )
-  model = models.make(config.model.name, spec.shape, config.model[config.model.name].to_dict())
+  model = models.from_config(config.model, spec.shape)
   tx, lr_fn = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=config.train.num_steps)
   return diffusion.DDPM(
     model=model,
