@@ -178,8 +178,7 @@ def make_loader_iter(setup: Setup, split: str = 'train'):
 def reference_data(setup: Setup, num: int) -> np.ndarray:
   """Up to `num` test-split examples (data space) to compare samples with."""
   source = data_lib.make_source(setup.spec.name, 'test', setup.config.data.data_dir or None)
-  idx = np.arange(min(num, len(source)))
-  return np.stack([np.asarray(source[int(i)]['x']) for i in idx])
+  return source.get_batch(np.arange(min(num, len(source))))['x']
 
 
 def save_picture(setup: Setup, path: str, samples: np.ndarray, title: str = '') -> None:
@@ -199,14 +198,23 @@ def save_picture(setup: Setup, path: str, samples: np.ndarray, title: str = '') 
     images.save_samples_picture(path, samples[:64], kind='images', title=title)
 
 
-def compute_metrics(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
-  """Samples `eval.num_samples` and computes every metric in `eval.metrics`."""
+def compute_metrics(setup: Setup, state: TrainState, step: int, sample_fn=None) -> dict[str, float]:
+  """Samples `eval.num_samples` and computes every metric in `eval.metrics`.
+
+  Args:
+    setup: the run.
+    state: the state to evaluate.
+    step: its step (seeds the samples).
+    sample_fn: `make_sample_fn(setup, eval.num_samples)`, made once by a caller that evaluates
+      repeatedly, so that sampling compiles once.
+  """
   names = metric_names(setup.config)
   if not names:
     return {}
   num = setup.config.eval.num_samples
+  sample_fn = sample_fn or make_sample_fn(setup, num)
   rng = jax.random.fold_in(jax.random.key(setup.config.seed + 1), step)
-  samples = make_sample_fn(setup, num)(state, rng)['samples']
+  samples = sample_fn(state, rng)['samples']
   return metrics_lib.compute(
     names, samples, reference_data(setup, num), setup.spec, seed=setup.config.seed
   )
@@ -373,8 +381,32 @@ def train_and_evaluate(
     writer.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Hooks:
+  """What the loop does besides stepping: pictures, evaluation, logs (each compiled once)."""
+
+  setup: Setup
+  workdir: str
+  writer: MetricWriter
+  picture_fn: Any  # make_sample_fn(setup, sample.num)
+  eval_fn: Any  # make_sample_fn(setup, eval.num_samples)
+
+  def picture(self, state: TrainState, step: int) -> None:
+    rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 2), step)
+    samples = self.picture_fn(state, rng)['samples']
+    path = os.path.join(self.workdir, 'samples', f'step_{step}.png')
+    save_picture(self.setup, path, samples, f'{self.setup.config.objective.name} step {step}')
+
+  def evaluate(self, state: TrainState, step: int) -> None:
+    values = compute_metrics(self.setup, state, step, self.eval_fn)
+    if values:
+      write_eval(self.workdir, step, values)
+      self.writer.write(step, {f'eval/{k}': v for k, v in values.items()})
+      logging.info('eval at step %d: %s', step, values)
+
+
 def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainState:
-  config, t = setup.config, setup.config.train
+  config = setup.config
   state, data_state = restore_or_init(setup, manager)
   if state is None:
     state = init_state(setup)
@@ -382,18 +414,38 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   if data_state:
     data_lib.restore_iterator(data_iter, data_state)
   start = int(state.step)
-  last_ckpt = start if start else None
-  base_key = jax.device_put(jax.random.key(config.seed), setup.replicated)
+  hooks = _Hooks(
+    setup,
+    workdir,
+    writer,
+    make_sample_fn(setup, config.sample.num),
+    make_sample_fn(setup, config.eval.num_samples),
+  )
+  t0 = time.perf_counter()
+  if start < config.train.num_steps:
+    state = _loop(setup, state, data_iter, manager, hooks)
+  final = int(state.step)
+  if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
+    hooks.picture(state, final)
+    hooks.evaluate(state, final)
+  logging.info('training done at step %d (%.1f s)', final, time.perf_counter() - t0)
+  return state
 
+
+def _loop(setup: Setup, state: TrainState, data_iter, manager, hooks: _Hooks) -> TrainState:
+  """Steps from `state.step` to `train.num_steps`; logs, draws, evaluates and saves on the way."""
+  t = setup.config.train
+  start = int(state.step)
+  last_ckpt = start if start else None
+  base_key = jax.device_put(jax.random.key(setup.config.seed), setup.replicated)
   t0 = time.perf_counter()
   batch = to_global(next(data_iter), setup.batch_sharding)
   step_fn = make_train_step(setup).lower(state, batch, base_key).compile()
   compile_seconds = time.perf_counter() - t0
   logging.info('compiled the train step in %.1f s (starting at step %d)', compile_seconds, start)
-  writer.write(start, {'compile_seconds': compile_seconds})
-  sample_fn = make_sample_fn(setup, config.sample.num)
+  hooks.writer.write(start, {'compile_seconds': compile_seconds})
 
-  log = MetricLog(writer, setup)
+  log = MetricLog(hooks.writer, setup)
   stop = StopSignal()
   with stop.installed():
     for step in range(start, t.num_steps):
@@ -404,9 +456,9 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
         log.flush(last_ckpt)
       side_start = time.perf_counter()  # pictures, evals, saves: not counted as step time
       if done % t.sample_every == 0 and done != t.num_steps:
-        _picture(setup, workdir, state, sample_fn, done)
+        hooks.picture(state, done)
       if t.eval_every and done % t.eval_every == 0 and done != t.num_steps:
-        _evaluate_and_log(setup, workdir, state, writer, done)
+        hooks.evaluate(state, done)
       if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
         log.flush(last_ckpt, write=False)
         ckpt_lib.save(manager, done, state, data_lib.iterator_state(data_iter), force=True)
@@ -419,28 +471,7 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
       if done < t.num_steps:
         batch = to_global(next(data_iter), setup.batch_sharding)
   log.flush(last_ckpt)
-
-  final = int(state.step)
-  if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
-    _picture(setup, workdir, state, sample_fn, final)
-    _evaluate_and_log(setup, workdir, state, writer, final)
-  logging.info('training done at step %d (%.1f s)', final, time.perf_counter() - t0)
   return state
-
-
-def _picture(setup: Setup, workdir: str, state, sample_fn, step: int) -> None:
-  rng = jax.random.fold_in(jax.random.key(setup.config.seed + 2), step)
-  samples = sample_fn(state, rng)['samples']
-  path = os.path.join(workdir, 'samples', f'step_{step}.png')
-  save_picture(setup, path, samples, title=f'{setup.config.objective.name} step {step}')
-
-
-def _evaluate_and_log(setup: Setup, workdir: str, state, writer: MetricWriter, step: int) -> None:
-  values = compute_metrics(setup, state, step)
-  if values:
-    write_eval(workdir, step, values)
-    writer.write(step, {f'eval/{k}': v for k, v in values.items()})
-    logging.info('eval at step %d: %s', step, values)
 
 
 def _restore_for_reading(config, workdir: str, mode: str, step: int | None):

@@ -153,3 +153,14 @@ def test_checkpoint_of_8_devices_restores_on_1(tmp_path):
   assert int(state.step) == 20
   assert len(state.params['denoiser']['Dense_0']['kernel'].sharding.device_set) == 1
   shutil.rmtree(out['workdir'])
+
+
+def test_incomplete_checkpoint_is_ignored(smoke_config, tmp_path):
+  wd = tmp_path / 'run'
+  _train(smoke_config, wd)
+  # What a save killed midway leaves behind: orbax's temporary folder, never finalised.
+  partial = wd / 'checkpoints' / '30.orbax-checkpoint-tmp-1700000000'
+  (partial / 'state').mkdir(parents=True)
+  (partial / 'state' / 'junk').write_bytes(b'half a file')
+  state, _ = load_state(smoke_config, str(wd))
+  assert int(state.step) == 20
