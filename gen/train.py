@@ -101,6 +101,11 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
   mesh = make_mesh() if mesh is None else mesh
   validate_train_config(config, mesh)
   spec = data_lib.get_spec(config.data.name, config.data.data_dir or None)
+  if config.data.batch_size > spec.num_train:
+    raise ConfigError(
+      f'data.batch_size={config.data.batch_size} is larger than the {spec.num_train} training '
+      f'examples of {spec.name!r}'
+    )
   objective = objectives.make(config, spec)
   metrics_lib.validate(metric_names(config), spec)
   return Setup(config=config, spec=spec, objective=objective, mesh=mesh)

@@ -26,6 +26,11 @@ BAD_INPUTS = {
     'data.batch_size=12 must be a positive multiple of the device count 8',
     {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
   ),
+  'batch larger than the data': (
+    ['--config.data.name=digits', '--config.model.name=unet', '--config.data.batch_size=2048'],
+    'data.batch_size=2048 is larger than the 1500 training examples',
+    None,
+  ),
   'points into the U-Net': (['--config.model.name=unet'], "model.name='unet' takes images", None),
   'image shape the U-Net cannot take': (
     [

@@ -221,7 +221,7 @@ def test_loader_shards_disjoint_and_complete(monkeypatch):
 
 
 def test_bad_batch_size():
-  with pytest.raises(ConfigError, match='global_batch_size'):
+  with pytest.raises(ConfigError, match=r'data\.batch_size=10000000: larger than'):
     gd.make_loader('ring8', split='test', global_batch_size=10**7, seed=0)
 
 

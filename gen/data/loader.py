@@ -140,13 +140,13 @@ def make_loader(
   shard, num_shards = _process_shard(len(source))
   if global_batch_size <= 0 or global_batch_size % num_shards:
     raise ConfigError(
-      f'data.global_batch_size={global_batch_size}: must be a positive multiple of the '
+      f'data.batch_size={global_batch_size}: must be a positive multiple of the '
       f'{num_shards} JAX processes'
     )
   local_batch = global_batch_size // num_shards
   if drop_remainder and shard[1] - shard[0] < local_batch:
     raise ConfigError(
-      f'data.global_batch_size={global_batch_size}: larger than the {len(source)} examples of '
+      f'data.batch_size={global_batch_size}: larger than the {len(source)} examples of '
       f'{name!r} split {split!r}, so every batch would be dropped'
     )
   batches = _EpochBatches(
