@@ -27,16 +27,49 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'mlp'
-  c.model.mlp = ml_collections.ConfigDict(dict(features=(256, 256, 256), time_dim=64))
+  c.model.mlp = ml_collections.ConfigDict(
+    dict(features=(256, 256, 256), time_dim=64, embedding='sinusoidal')
+  )
   c.model.unet = ml_collections.ConfigDict(
-    dict(ch=64, ch_mult=(1, 2), num_res_blocks=2, dropout=0.0, num_groups=8)
+    dict(
+      ch=64,
+      ch_mult=(1, 2),
+      num_res_blocks=2,
+      attn_resolutions=(),  # image heights that get self-attention, e.g. (16,)
+      num_heads=1,
+      dropout=0.0,
+      num_groups=8,
+      embedding='sinusoidal',  # sinusoidal | fourier (time/noise-level features)
+    )
   )
 
   c.objective = ml_collections.ConfigDict()
-  c.objective.name = 'ddpm'
-  c.objective.num_timesteps = 1000
-  c.objective.beta_start = 1e-4
+  c.objective.name = 'diffusion'
+  # Forward process (gen.processes.PROCESSES): discrete_linear | discrete_cosine |
+  # discrete_scaled_linear | vp | subvp | ve | edm | rectified_flow.
+  c.objective.process = 'discrete_linear'
+  c.objective.num_timesteps = 1000  # discrete_*
+  c.objective.beta_start = 1e-4  # discrete_linear / discrete_scaled_linear
   c.objective.beta_end = 0.02
+  c.objective.beta_min = 0.1  # vp, subvp (Song et al. 2021)
+  c.objective.beta_max = 20.0
+  c.objective.sigma_min = 0.01  # ve; edm uses 0.002 in its experiment files
+  c.objective.sigma_max = 50.0
+  c.objective.sigma_data = 0.5  # edm
+  # What the network predicts: eps | x0 | v | score | velocity (gen.processes.parameterization).
+  c.objective.parameterization = 'eps'
+  # Loss weighting w(t) on ||x0_hat - x0||^2 (gen.objectives.diffusion): eps (= DDPM simple) |
+  # x0 | v | min_snr | likelihood | edm | velocity.
+  c.objective.weighting = 'eps'
+  c.objective.min_snr_gamma = 5.0
+  c.objective.time_sampling = 'uniform'  # uniform | low_discrepancy | lognormal | logit_normal
+  c.objective.lognormal_mean = -1.2  # EDM's P_mean, P_std
+  c.objective.lognormal_std = 1.2
+  c.objective.logit_normal_mean = 0.0
+  c.objective.logit_normal_std = 1.0
+  c.objective.edm_preconditioning = False
+  c.objective.conditional = False  # class-conditional on the data's labels
+  c.objective.label_dropout = 0.1  # null-label rate, for classifier-free guidance
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3
@@ -58,7 +91,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.on_nonfinite = 'stop'  # stop | skip_step
 
   c.sample = ml_collections.ConfigDict()
-  c.sample.sampler = 'ddpm'
+  c.sample.sampler = 'ddpm'  # ddpm (discrete) | euler | heun | euler_maruyama (continuous)
+  c.sample.num_steps = 0  # 0: all T steps for ddpm, else gen.objectives.DEFAULT_STEPS
+  c.sample.time_grid = 'uniform'  # uniform | karras (Karras et al. 2022, eq. 5)
+  c.sample.rho = 7.0
+  c.sample.guidance_scale = 1.0  # classifier-free guidance w (1: plain conditional)
   c.sample.num = 2000  # samples in each training-time picture
   c.sample.use_ema = True
 

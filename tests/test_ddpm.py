@@ -8,7 +8,8 @@ import pytest
 
 from gen import state as state_lib
 from gen.errors import ConfigError
-from gen.objectives.diffusion import ddpm_loss
+from gen.objectives import diffusion
+from gen.processes import parameterization as P
 from gen.processes.discrete import linear_schedule
 from gen.samplers.ddpm import ddpm_sample
 
@@ -29,27 +30,34 @@ def test_linear_schedule_matches_numpy():
 
 class TestLoss(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
-  def test_zero_predictor_has_loss_one(self):
-    """eps ~ N(0, I) and eps_hat = 0 give E||eps||^2 / D = 1 whatever x0 and t."""
+  def test_zero_eps_predictor_has_loss_one(self):
+    """eps ~ N(0, I) and eps_hat = 0 give E||eps||^2 / D = 1 whatever x0 and t ('eps' = DDPM)."""
     process = linear_schedule(100)
-    zero = lambda params, x, t, train, key: jnp.zeros_like(x)
     x0 = jax.random.normal(jax.random.key(1), (4096, 2)) * 3.0
-    loss = self.variant(lambda k: ddpm_loss(zero, None, process, x0, k))(jax.random.key(2))
-    chex.assert_shape(loss, ())
-    assert abs(float(loss) - 1.0) < 0.03
+
+    def loss(key):
+      k_t, k_eps = jax.random.split(key)
+      t = diffusion.sample_times('uniform', process, k_t, x0.shape[0])
+      eps = jax.random.normal(k_eps, x0.shape)
+      x0_fn = lambda x_t, tt: P.to_x0_eps('eps', jnp.zeros_like(x_t), x_t, tt, process)[0]
+      w = diffusion.loss_weight('eps', process, t)
+      return diffusion.denoising_loss(x0_fn, process, x0, t, eps, w)
+
+    value = self.variant(loss)(jax.random.key(2))
+    chex.assert_shape(value, ())
+    assert abs(float(value) - 1.0) < 0.03
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_oracle_predictor_has_zero_loss(self):
-    """A predictor that recovers eps exactly from (x_t, x0, t) has loss 0."""
     process = linear_schedule(100)
     x0 = jax.random.normal(jax.random.key(1), (64, 8, 8, 1))
-
-    def oracle(params, x_t, t, train, key):
-      alpha, sigma = process.marginal(t)
-      return (x_t - alpha[:, None, None, None] * x0) / sigma[:, None, None, None]
-
-    loss = self.variant(lambda k: ddpm_loss(oracle, None, process, x0, k))(jax.random.key(3))
-    assert float(loss) < 1e-8
+    t = diffusion.sample_times('uniform', process, jax.random.key(3), 64)
+    eps = jax.random.normal(jax.random.key(4), x0.shape)
+    w = diffusion.loss_weight('eps', process, t)
+    value = self.variant(
+      lambda: diffusion.denoising_loss(lambda a, b: x0, process, x0, t, eps, w)
+    )()
+    assert float(value) < 1e-8
 
 
 def test_ancestral_sampler_recovers_a_gaussian():

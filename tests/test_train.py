@@ -26,7 +26,7 @@ def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
   state = _train(smoke_config, wd)
   assert int(state.step) == 20
   saved = json.loads((wd / 'config.json').read_text())
-  assert saved['objective']['name'] == 'ddpm' and saved['train']['num_steps'] == 20
+  assert saved['objective']['name'] == 'diffusion' and saved['train']['num_steps'] == 20
   records = read_metrics(str(wd))
   assert records[0]['step'] == 0 and records[0]['compile_seconds'] > 0
   logged = [r for r in records if 'loss' in r]

@@ -1,4 +1,4 @@
-"""Tests for the DDPM/ADM U-Net: shapes, init, conditioning, dropout, jit and config errors."""
+"""Tests for the DDPM/ADM U-Net: shapes, init, attention, labels, embeddings, jit, config errors."""
 
 import chex
 import jax
@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 
 from gen.errors import ConfigError
-from gen.models.unet import UNet, check_input_shape
+from gen.models import embeddings
+from gen.models.unet import AttentionBlock, UNet, check_input_shape
 
 # Tiny widths keep the whole file fast on CPU; eager ops compile once per shape and are reused.
 TINY = dict(ch=8, ch_mult=(1, 2), num_res_blocks=1, num_groups=4)
 
 
-def _init(model, shape, seed=0):
+def _init(model, shape, seed=0, **kwargs):
   x = jnp.zeros((2, *shape), jnp.float32)
   t = jnp.zeros((2,), jnp.float32)
-  return model.init(jax.random.key(seed), x, t)
+  return model.init(jax.random.key(seed), x, t, **kwargs)
 
 
 def _randomize(params, seed=1):
@@ -87,19 +88,21 @@ def test_check_input_shape_rejects_points():
 
 
 def test_check_input_shape_rejects_indivisible_size():
-  with pytest.raises(ConfigError, match=r'model.ch_mult=\(1, 2\).*divisible by 2.*at most 1 level'):
+  with pytest.raises(
+    ConfigError, match=r'model.unet.ch_mult=\(1, 2\).*divisible by 2.*at most 1 level'
+  ):
     check_input_shape((9, 9, 1), (1, 2), 64, 8)
   with pytest.raises(ConfigError, match=r'8x8 images 4 times.*at most 4 levels'):
     check_input_shape((8, 8, 1), (1, 2, 2, 2, 2), 64, 8)
 
 
 def test_check_input_shape_rejects_bad_num_groups():
-  with pytest.raises(ConfigError, match='model.num_groups=8'):
+  with pytest.raises(ConfigError, match='model.unet.num_groups=8'):
     check_input_shape((8, 8, 1), (1, 2), 12, 8)
 
 
 def test_model_raises_config_error_before_compiling():
-  with pytest.raises(ConfigError, match='model.ch_mult'):
+  with pytest.raises(ConfigError, match='model.unet.ch_mult'):
     _init(UNet(**TINY), (9, 9, 1))
 
 
@@ -111,3 +114,101 @@ def test_parameter_count_is_stable_and_quadratic_in_width():
   assert 3.5 < large / small < 4.05
   # Pinned so that an accidental architecture change shows up here; update it on purpose.
   assert small == 246_577
+
+
+def test_attention_block_shape_and_identity_at_init():
+  block = AttentionBlock(num_heads=2, num_groups=4)
+  x = jax.random.normal(jax.random.key(6), (2, 4, 4, 8))
+  variables = block.init(jax.random.key(0), x)
+  np.testing.assert_array_equal(block.apply(variables, x), x)  # zero-init output projection
+  out = block.apply(_randomize(variables), x)
+  chex.assert_shape(out, x.shape)
+  chex.assert_tree_all_finite(out)
+  assert not np.allclose(out, x, atol=1e-4)
+  # Every position attends to every other: changing one pixel changes all outputs.
+  moved = block.apply(_randomize(variables), x.at[:, 0, 0].add(1.0))
+  assert not np.any(np.all(np.isclose(moved[:, 3, 3], out[:, 3, 3]), axis=-1))
+
+
+def test_attention_adds_parameters_and_changes_output():
+  plain = UNet(**TINY)
+  attn = UNet(**TINY, attn_resolutions=(4,), num_heads=2)
+  # At 4x4: 1 block down, 2 up (num_res_blocks + 1) and the middle one; each is GroupNorm +
+  # qkv + output projection.
+  width = 2 * TINY['ch']
+  per_block = 2 * width + (width * 3 * width + 3 * width) + (width * width + width)
+  assert _num_params(attn, (8, 8, 1)) - _num_params(plain, (8, 8, 1)) == 4 * per_block
+  assert _num_params(UNet(**TINY, attn_resolutions=(4,), mid_attention=False), (8, 8, 1)) == (
+    _num_params(plain, (8, 8, 1)) + 3 * per_block
+  )
+
+  variables = _randomize(_init(attn, (8, 8, 1)))
+  x = jax.random.normal(jax.random.key(7), (2, 8, 8, 1))
+  t = jnp.array([5.0, 50.0])
+  out = attn.apply(variables, x, t)
+  chex.assert_shape(out, (2, 8, 8, 1))
+  # Zeroing every attention output projection removes attention: the output must change.
+  no_attn = jax.tree_util.tree_map_with_path(
+    lambda path, v: jnp.zeros_like(v) if 'proj_out' in jax.tree_util.keystr(path) else v,
+    variables,
+  )
+  assert not np.allclose(out, attn.apply(no_attn, x, t), atol=1e-5)
+
+
+def test_attention_resolution_never_reached_is_a_config_error():
+  with pytest.raises(ConfigError, match=r'model.unet.attn_resolutions=\(3,\).*\[8, 4\]'):
+    check_input_shape((8, 8, 1), (1, 2), 64, 8, attn_resolutions=(3,))
+  with pytest.raises(ConfigError, match='model.unet.attn_resolutions'):
+    _init(UNet(**TINY, attn_resolutions=(2,)), (8, 8, 1))
+  with pytest.raises(ConfigError, match='model.unet.num_heads=3'):
+    check_input_shape((8, 8, 1), (1, 2), 64, 8, attn_resolutions=(8,), num_heads=3)
+  with pytest.raises(ConfigError, match='model.unet.head_dim=24'):
+    check_input_shape((8, 8, 1), (1, 2), 64, 8, attn_resolutions=(8,), head_dim=24)
+  check_input_shape((32, 32, 3), (1, 2, 2, 2), 128, 32, attn_resolutions=(16,), head_dim=64)
+
+
+def test_labels_change_output_and_null_label_equals_none():
+  model = UNet(**TINY, num_classes=3)
+  variables = _randomize(_init(model, (8, 8, 1), labels=jnp.array([0, 1])))
+  assert variables['params']['label_embedding']['Embed_0']['embedding'].shape == (4, 4 * 8)
+  x = jnp.broadcast_to(jax.random.normal(jax.random.key(8), (1, 8, 8, 1)), (2, 8, 8, 1))
+  t = jnp.array([100.0, 100.0])
+  out = model.apply(variables, x, t, labels=jnp.array([0, 2]))
+  chex.assert_tree_all_finite(out)
+  assert not np.allclose(out[0], out[1], atol=1e-5)
+  null = model.apply(variables, x, t, False, labels=jnp.array([3, 3], jnp.int32))
+  np.testing.assert_array_equal(null, model.apply(variables, x, t))
+  np.testing.assert_array_equal(null, model.apply(variables, x, t, labels=None))
+
+
+def test_label_errors():
+  model = UNet(**TINY, num_classes=3)
+  variables = _init(model, (8, 8, 1))
+  x = jnp.zeros((2, 8, 8, 1))
+  t = jnp.zeros((2,))
+  with pytest.raises(AssertionError):
+    model.apply(variables, x, t, labels=jnp.array([0, 1, 2]))  # wrong batch
+  with pytest.raises(AssertionError):
+    model.apply(variables, x, t, labels=jnp.array([0.0, 1.0]))  # not integers
+  with pytest.raises(ConfigError, match='model.unet.num_classes=0'):
+    _init(UNet(**TINY), (8, 8, 1), labels=jnp.array([0, 1]))
+
+
+def test_fourier_embedding_is_fixed_and_not_a_parameter():
+  sinusoidal = UNet(**TINY)
+  fourier = UNet(**TINY, embedding='fourier')
+  assert _num_params(fourier, (8, 8, 1)) == _num_params(sinusoidal, (8, 8, 1))
+  a, b = _init(fourier, (8, 8, 1), seed=0), _init(fourier, (8, 8, 1), seed=1)
+  assert set(a) == set(b) == {'params'}  # nothing but trained params, frequencies included
+  t = jnp.array([0.1, 0.7])
+  np.testing.assert_array_equal(
+    embeddings.fourier_embedding(t, 8), embeddings.fourier_embedding(t, 8)
+  )
+  freqs = embeddings.fourier_frequencies(64)
+  assert 10.0 < float(jnp.std(freqs)) < 22.0  # N(0, 16^2)
+  # Same params, different model only in the features: the features are really used.
+  variables = _randomize(a)
+  x = jax.random.normal(jax.random.key(9), (2, 8, 8, 1))
+  assert not np.allclose(fourier.apply(variables, x, t), sinusoidal.apply(variables, x, t))
+  with pytest.raises(ConfigError, match="model.unet.embedding='gaussian'.*'fourier'"):
+    _init(UNet(**TINY, embedding='gaussian'), (8, 8, 1))

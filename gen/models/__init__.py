@@ -18,11 +18,16 @@ def _make_mlp(shape: tuple[int, ...], **kwargs) -> nn.Module:
 
 
 def _make_unet(shape: tuple[int, ...], **kwargs) -> nn.Module:
+  defaults = unet.UNet.__dataclass_fields__
+  get = lambda name: kwargs.get(name, defaults[name].default)
   unet.check_input_shape(
     shape,
-    ch_mult=kwargs.get('ch_mult', unet.UNet.ch_mult),
-    ch=kwargs.get('ch', unet.UNet.ch),
-    num_groups=kwargs.get('num_groups', unet.UNet.num_groups),
+    ch_mult=get('ch_mult'),
+    ch=get('ch'),
+    num_groups=get('num_groups'),
+    attn_resolutions=get('attn_resolutions'),
+    num_heads=get('num_heads'),
+    head_dim=get('head_dim'),
   )
   return unet.UNet(**kwargs)
 
@@ -41,7 +46,11 @@ def make(name: str, shape: tuple[int, ...], kwargs: dict[str, Any]) -> nn.Module
     raise ConfigError(f'model.{name}: {e}') from None
 
 
-def from_config(model_config, shape: tuple[int, ...]) -> nn.Module:
-  """`make` from a config section: `name` plus a sub-section of that name with its kwargs."""
+def from_config(model_config, shape: tuple[int, ...], **extra) -> nn.Module:
+  """`make` from a config section: `name` plus a sub-section of that name with its kwargs.
+
+  `extra` holds what the objective decides rather than the model section (e.g. num_classes).
+  """
   section = model_config.get(model_config.name) if model_config.name in MODELS else None
-  return make(model_config.name, shape, section.to_dict() if section is not None else {})
+  kwargs = section.to_dict() if section is not None else {}
+  return make(model_config.name, shape, {**kwargs, **extra})

@@ -8,45 +8,117 @@ An objective exposes pure functions (see DESIGN.md, "The objective contract"):
 
 import ml_collections
 
-from gen import models
+from gen import models, processes
 from gen import state as state_lib
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
 from gen.objectives import diffusion
-from gen.processes.discrete import linear_schedule
+from gen.processes import parameterization
 
-DDPM_SAMPLERS = ('ddpm',)
+# The objective fields each process takes (gen.processes.make validates their values).
+PROCESS_FIELDS = {
+  'discrete_linear': ('num_timesteps', 'beta_start', 'beta_end'),
+  'discrete_cosine': ('num_timesteps',),
+  'discrete_scaled_linear': ('num_timesteps', 'beta_start', 'beta_end'),
+  'vp': ('beta_min', 'beta_max'),
+  'subvp': ('beta_min', 'beta_max'),
+  've': ('sigma_min', 'sigma_max'),
+  'edm': ('sigma_min', 'sigma_max', 'sigma_data'),
+  'rectified_flow': (),
+}
+
+# Default number of sampler steps when sample.num_steps = 0.
+DEFAULT_STEPS = {'euler_maruyama': 1000, 'euler': 100, 'heun': 50}
 
 
-def _make_ddpm(config: ml_collections.ConfigDict, spec: DatasetSpec) -> diffusion.DDPM:
-  obj = config.objective
-  if obj.num_timesteps < 1:
-    raise ConfigError(f'objective.num_timesteps must be >= 1, got {obj.num_timesteps}')
-  if not 0 < obj.beta_start <= obj.beta_end < 1:
+def _choice(field: str, value: str, allowed) -> None:
+  if value not in allowed:
+    raise ConfigError(f'{field}={value!r} is unknown; choose one of {list(allowed)}')
+
+
+def _check_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec, process) -> None:
+  """Cross-field checks: every combination that cannot work fails here, before compiling."""
+  obj, smp = config.objective, config.sample
+  parameterization.check_kind(obj.parameterization, process)
+  _choice('objective.weighting', obj.weighting, diffusion.WEIGHTINGS)
+  _choice('objective.time_sampling', obj.time_sampling, diffusion.TIME_SAMPLINGS)
+  _choice('sample.sampler', smp.sampler, diffusion.SAMPLERS)
+  _choice('sample.time_grid', smp.time_grid, ('uniform', 'karras'))
+  continuous_only = {'likelihood', 'velocity'}
+  if process.is_discrete and obj.weighting in continuous_only:
     raise ConfigError(
-      'objective.beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, '
-      f'got {obj.beta_start}, {obj.beta_end}'
+      f'objective.weighting={obj.weighting!r} needs a continuous-time process, '
+      f'not objective.process={obj.process!r}'
     )
-  if config.sample.sampler not in DDPM_SAMPLERS:
+  sigma_processes = ('ve', 'edm')
+  if (obj.weighting == 'edm' or obj.edm_preconditioning) and obj.process not in sigma_processes:
     raise ConfigError(
-      f'sample.sampler={config.sample.sampler!r} is unknown for objective ddpm; '
-      f'choose one of {DDPM_SAMPLERS}'
+      "objective.weighting='edm' and objective.edm_preconditioning need x_t = x_0 + sigma eps: "
+      f'objective.process in {sigma_processes}, not {obj.process!r}'
     )
-  model = models.from_config(config.model, spec.shape)
+  if obj.time_sampling == 'lognormal' and obj.process != 'edm':
+    raise ConfigError("objective.time_sampling='lognormal' draws sigma: needs process 'edm'")
+  if obj.time_sampling == 'logit_normal' and (process.is_discrete or obj.process == 'edm'):
+    raise ConfigError(
+      "objective.time_sampling='logit_normal' needs a continuous process with t in [0, 1]"
+    )
+  if (smp.sampler == 'ddpm') != process.is_discrete:
+    allowed = ['ddpm'] if process.is_discrete else ['euler', 'heun', 'euler_maruyama']
+    raise ConfigError(
+      f'sample.sampler={smp.sampler!r} cannot sample objective.process={obj.process!r}; '
+      f'choose one of {allowed}'
+    )
+  if smp.num_steps < 0 or (process.is_discrete and smp.num_steps > process.num_timesteps):
+    raise ConfigError(f'sample.num_steps={smp.num_steps} must be in [0 (default), T]')
+  if obj.conditional and not spec.num_classes:
+    raise ConfigError(f'objective.conditional=True but data.name={spec.name!r} has no labels')
+  if not 0 <= obj.label_dropout < 1:
+    raise ConfigError(f'objective.label_dropout must be in [0, 1), got {obj.label_dropout}')
+
+
+def _make_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec) -> diffusion.Diffusion:
+  obj, smp = config.objective, config.sample
+  fields = PROCESS_FIELDS.get(obj.process, ())
+  process = processes.make(obj.process, **{k: obj[k] for k in fields})
+  _check_diffusion(config, spec, process)
+  num_classes = spec.num_classes if obj.conditional else 0
+  model = models.from_config(config.model, spec.shape, num_classes=num_classes)
   tx, lr_fn = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=config.train.num_steps)
-  return diffusion.DDPM(
+  num_steps = smp.num_steps or (
+    process.num_timesteps if process.is_discrete else DEFAULT_STEPS[smp.sampler]
+  )
+  return diffusion.Diffusion(
     model=model,
-    process=linear_schedule(obj.num_timesteps, obj.beta_start, obj.beta_end),
+    process=process,
+    parameterization=obj.parameterization,
+    weighting=obj.weighting,
+    time_sampling=obj.time_sampling,
+    time_kw=dict(
+      lognormal_mean=obj.lognormal_mean,
+      lognormal_std=obj.lognormal_std,
+      logit_normal_mean=obj.logit_normal_mean,
+      logit_normal_std=obj.logit_normal_std,
+    ),
     tx=tx,
     lr_fn=lr_fn,
     ema_rate=config.train.ema_rate,
     shape=tuple(spec.shape),
-    use_ema=config.sample.use_ema,
+    num_classes=num_classes,
+    label_dropout=obj.label_dropout,
+    edm_preconditioning=obj.edm_preconditioning,
+    sigma_data=obj.sigma_data,
+    min_snr_gamma=obj.min_snr_gamma,
+    sampler=smp.sampler,
+    num_steps=num_steps,
+    time_grid=smp.time_grid,
+    rho=smp.rho,
+    guidance_scale=smp.guidance_scale,
+    use_ema=smp.use_ema,
   )
 
 
 # name -> factory(config, dataset spec) -> objective
-OBJECTIVES = {'ddpm': _make_ddpm}
+OBJECTIVES = {'diffusion': _make_diffusion}
 
 
 def make(config: ml_collections.ConfigDict, spec: DatasetSpec):

@@ -1,12 +1,28 @@
-"""DDPM: noise-prediction training and ancestral sampling (Ho et al. 2020).
+"""Diffusion, score and flow objectives: one denoising loss, many weightings (one module).
 
-The loss is the "simple" objective
-  L(theta) = E_{x_0, t ~ U{0..T-1}, eps ~ N(0, I)} || eps - eps_theta(sqrt(abar_t) x_0 +
-             sqrt(1 - abar_t) eps, t) ||^2,
-the reweighted variational bound that DDPM found to give the best samples.
+Every forward process writes x_t = alpha_t x_0 + sigma_t eps. Whatever the network predicts
+(eps, x0, v, score or velocity; see gen.processes.parameterization), it is converted to an
+estimate x0_hat, and the loss is a weighted denoising error
+
+  L(theta) = E_{x_0, t, eps} [ w(t) || x0_hat(x_t, t) - x_0 ||^2 ]            (mean over dims)
+
+The named weightings w(t) reproduce the classic objectives exactly (SNR = alpha^2 / sigma^2):
+
+  'eps'        SNR                        ||eps_hat - eps||^2: DDPM "simple" (Ho et al. 2020),
+                                          score_sde's sigma^2-weighted DSM (Song et al. 2021)
+  'x0'         1                          ||x0_hat - x0||^2
+  'v'          (alpha^2 + sigma^2)^2/sigma^2   ||v_hat - v||^2 (Salimans & Ho 2022)
+  'min_snr'    min(SNR, gamma)            min-SNR-gamma (Hang et al. 2023)
+  'likelihood' g_t^2 alpha^2 / sigma^4    g^2 ||score_hat - score||^2: maximum-likelihood
+                                          DSM (Song, Durkan et al. 2021)
+  'edm'        (sigma^2 + sd^2)/(sigma sd)^2   Karras et al. 2022, eq. 8 (alpha = 1)
+  'velocity'   (alpha' - sigma' alpha/sigma)^2  ||u_hat - u||^2 with u = alpha' x0 + sigma' eps:
+                                          rectified flow / flow matching (Liu et al. 2022;
+                                          Lipman et al. 2022), u = z - x0
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import chex
@@ -16,80 +32,247 @@ import jax.numpy as jnp
 import optax
 
 from gen import state as state_lib
-from gen.processes.discrete import DiscreteVP
-from gen.samplers.ddpm import ddpm_sample
+from gen.processes import parameterization as param_lib
+from gen.samplers.ddpm import ddpm_sample, respaced_timesteps
+from gen.samplers.ode import ode_sample
+from gen.samplers.sde import euler_maruyama_sample
 
 NET = 'denoiser'
+WEIGHTINGS = ('eps', 'x0', 'v', 'min_snr', 'likelihood', 'edm', 'velocity')
+TIME_SAMPLINGS = ('uniform', 'low_discrepancy', 'lognormal', 'logit_normal')
+SAMPLERS = ('ddpm', 'euler', 'heun', 'euler_maruyama')
 
 
-def ddpm_loss(
-  apply_fn, params, process: DiscreteVP, x0: chex.Array, key: jax.Array, train: bool = True
+def loss_weight(
+  weighting: str, process, t: jax.Array, min_snr_gamma: float = 5.0, sigma_data: float = 0.5
 ) -> jax.Array:
-  """The DDPM simple loss, mean over the batch and data dimensions.
+  """w(t) of the module docstring's table, per example [B]."""
+  alpha, sigma = process.marginal(t)
+  snr = jnp.square(alpha / sigma)
+  if weighting == 'eps':
+    return snr
+  if weighting == 'x0':
+    return jnp.ones_like(snr)
+  if weighting == 'v':
+    return jnp.square(alpha**2 + sigma**2) / sigma**2
+  if weighting == 'min_snr':
+    return jnp.minimum(snr, min_snr_gamma)
+  if weighting == 'likelihood':
+    _, g2 = process.sde(t)
+    return g2 * alpha**2 / sigma**4
+  if weighting == 'edm':
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+  if weighting == 'velocity':
+    d_alpha, d_sigma = process.marginal_derivatives(t)
+    return jnp.square(d_alpha - d_sigma * alpha / sigma)
+  raise ValueError(f'unknown weighting {weighting!r}; choose one of {WEIGHTINGS}')
+
+
+def denoising_loss(
+  x0_fn: Callable[[jax.Array, jax.Array], jax.Array],
+  process,
+  x0: chex.Array,
+  t: chex.Array,
+  eps: chex.Array,
+  weight: chex.Array,
+) -> jax.Array:
+  """E[ w(t) ||x0_hat(x_t, t) - x_0||^2 ] over a batch (see the module docstring).
 
   Args:
-    apply_fn: `apply_fn(params, x_t, t, rngs) -> eps prediction`.
-    params: the denoiser's parameters.
-    process: the forward process q(x_t | x_0).
+    x0_fn: the model as an x0 estimate, `x0_fn(x_t, t) -> [B, ...]`.
+    process: the forward process.
     x0: [B, ...] clean data.
-    key: randomness for t, eps and dropout.
-    train: whether dropout is active.
+    t: [B] times (or integer steps, or sigmas: the process's own time).
+    eps: [B, ...] standard-normal noise.
+    weight: [B] w(t).
 
   Returns:
     scalar loss.
   """
-  key_t, key_eps, key_dropout = jax.random.split(key, 3)
-  t = jax.random.randint(key_t, (x0.shape[0],), 0, process.num_timesteps)
-  eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+  chex.assert_equal_shape((x0, eps))
   x_t = process.add_noise(x0, t, eps)
-  eps_hat = apply_fn(params, x_t, t, train, key_dropout)
-  chex.assert_equal_shape((eps_hat, eps))
-  return jnp.mean(jnp.square(eps_hat - eps))
+  err = jnp.square(x0_fn(x_t, t) - x0).reshape(x0.shape[0], -1).mean(axis=1)
+  return jnp.mean(weight * err)
+
+
+def sample_times(kind: str, process, key: jax.Array, n: int, **kw) -> jax.Array:
+  """Training times t [n] in the process's own time.
+
+  'uniform': U[t_min, t_max] (uniform integer steps for discrete processes).
+  'low_discrepancy': u_i = (u + i/n) mod 1 mapped like 'uniform': one uniform draw spread
+      evenly over the batch, which cuts the loss variance (Kingma et al. 2021, VDM).
+  'lognormal': ln sigma ~ N(lognormal_mean, lognormal_std^2), t = sigma (EDM, Karras et al.).
+  'logit_normal': t = sigmoid(N(logit_normal_mean, logit_normal_std^2)) for t in [0, 1]
+      (Esser et al. 2024, SD3), clipped to [t_min, t_max].
+  """
+  if kind in ('uniform', 'low_discrepancy'):
+    if kind == 'uniform':
+      u = jax.random.uniform(key, (n,))
+    else:
+      u = jnp.mod(jax.random.uniform(key, ()) + jnp.arange(n) / n, 1.0)
+    if process.is_discrete:
+      return jnp.minimum((u * (process.t_max + 1)).astype(jnp.int32), process.t_max)
+    return process.t_min + u * (process.t_max - process.t_min)
+  if kind == 'lognormal':
+    return jnp.exp(kw['lognormal_mean'] + kw['lognormal_std'] * jax.random.normal(key, (n,)))
+  if kind == 'logit_normal':
+    z = kw['logit_normal_mean'] + kw['logit_normal_std'] * jax.random.normal(key, (n,))
+    return jnp.clip(jax.nn.sigmoid(z), process.t_min, process.t_max)
+  raise ValueError(f'unknown time sampling {kind!r}; choose one of {TIME_SAMPLINGS}')
+
+
+def guided(pred_fn, x: jax.Array, t: jax.Array, labels: jax.Array, null: int, scale: float):
+  """Classifier-free guidance (Ho & Salimans 2022): uncond + w (cond - uncond).
+
+  One batched network call evaluates the conditional and the unconditional (null label)
+  prediction. Guidance is linear in the prediction, so it is the same on eps, x0, v, score or
+  velocity. w = 1 is the conditional model, w = 0 the unconditional one.
+  """
+  both = pred_fn(
+    jnp.concatenate([x, x]),
+    jnp.concatenate([t, t]),
+    jnp.concatenate([labels, jnp.full_like(labels, null)]),
+  )
+  cond, uncond = jnp.split(both, 2)
+  return uncond + scale * (cond - uncond)
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPM:
-  """The DDPM objective: one network ('denoiser') predicting the added noise.
+class Diffusion:
+  """A denoiser network trained with `denoising_loss` and sampled with a gen sampler.
 
   Attributes:
-    model: flax module `f(x_t, t, train) -> eps`.
-    process: the discrete VP forward process.
-    tx: the denoiser's optimizer.
-    lr_fn: its learning-rate schedule (logged).
-    ema_rate: EMA decay of the parameters.
+    model: flax module `f(x, model_time, train, labels=None)`.
+    process: forward process (gen.processes).
+    parameterization: what the network predicts: eps | x0 | v | score | velocity.
+    weighting: w(t), one of WEIGHTINGS.
+    time_sampling: one of TIME_SAMPLINGS; `time_kw` holds its parameters.
+    tx, lr_fn: optimizer and its schedule.
+    ema_rate: EMA decay.
     shape: one example's shape.
+    num_classes: > 0 for a class-conditional model (label `num_classes` is the null label).
+    label_dropout: probability of training on the null label (classifier-free guidance).
+    edm_preconditioning: wrap the network as c_skip x + c_out F(c_in x) (x0 prediction).
+    sigma_data: EDM's data std.
+    min_snr_gamma: gamma of the 'min_snr' weighting.
+    sampler, num_steps, time_grid, rho: how `sample` integrates.
+    guidance_scale: classifier-free guidance w at sampling.
     use_ema: sample from the EMA parameters.
   """
 
   model: nn.Module
-  process: DiscreteVP
+  process: Any
+  parameterization: str
+  weighting: str
+  time_sampling: str
+  time_kw: dict
   tx: optax.GradientTransformation
   lr_fn: optax.Schedule
   ema_rate: float
   shape: tuple[int, ...]
+  num_classes: int = 0
+  label_dropout: float = 0.0
+  edm_preconditioning: bool = False
+  sigma_data: float = 0.5
+  min_snr_gamma: float = 5.0
+  sampler: str = 'ddpm'
+  num_steps: int = 0
+  time_grid: str = 'uniform'
+  rho: float = 7.0
+  guidance_scale: float = 1.0
   use_ema: bool = True
 
-  def _apply(self, params, x, t, train, dropout_key):
-    return self.model.apply({'params': params}, x, t, train, rngs={'dropout': dropout_key})
+  # -- the network as a prediction of the declared kind ------------------------------------
+
+  def predict(self, params, x, t, labels=None, train=False, dropout_key=None):
+    """The network's output at (x_t, t), of kind `parameterization` (x0 under EDM precond)."""
+    apply = lambda inp: self.model.apply(
+      {'params': params},
+      inp,
+      self.process.model_time(t),
+      train,
+      labels=labels,
+      rngs={'dropout': dropout_key} if dropout_key is not None else {},
+    )
+    if not self.edm_preconditioning:
+      return apply(x)
+    _, sigma = self.process.marginal(t)
+    c_skip, c_out, c_in = param_lib.edm_preconditioning(sigma, self.sigma_data)
+    b = lambda c: c.reshape(c.shape + (1,) * (x.ndim - 1))
+    return b(c_skip) * x + b(c_out) * apply(b(c_in) * x)
+
+  @property
+  def kind(self) -> str:
+    return 'x0' if self.edm_preconditioning else self.parameterization
+
+  def denoise_fn(self, params, labels=None, guidance_scale=1.0):
+    """The model as (x0, eps) estimates, `fn(x_t, t) -> (x0, eps)`, for any sampler."""
+
+    def fn(x, t):
+      if labels is None or guidance_scale == 1.0:  # w = 1 is the conditional model alone
+        pred = self.predict(params, x, t, labels)
+      else:
+        pred_fn = lambda xx, tt, ll: self.predict(params, xx, tt, ll)
+        pred = guided(pred_fn, x, t, labels, self.num_classes, guidance_scale)
+      return param_lib.to_x0_eps(self.kind, pred, x, t, self.process)
+
+    return fn
+
+  # -- the objective contract ---------------------------------------------------------------
 
   def init(self, rng: jax.Array, example_batch: dict[str, Any]) -> state_lib.TrainState:
     """Initialises the denoiser on an example batch; returns the step-0 state."""
     x = jnp.asarray(example_batch['x'])
-    params = self.model.init(rng, x, jnp.zeros((x.shape[0],), jnp.int32))['params']
+    t = jnp.zeros((x.shape[0],), jnp.float32)
+    labels = jnp.zeros((x.shape[0],), jnp.int32) if self.num_classes else None
+    params = self.model.init(rng, x, t, False, labels=labels)['params']
     return state_lib.create_state({NET: params}, {NET: self.tx})
 
+  def loss(self, params, batch, key: jax.Array) -> jax.Array:
+    """The training loss of one batch (see `denoising_loss`)."""
+    x0 = batch['x']
+    key_t, key_eps, key_drop, key_label = jax.random.split(key, 4)
+    t = sample_times(self.time_sampling, self.process, key_t, x0.shape[0], **self.time_kw)
+    eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+    labels = None
+    if self.num_classes:
+      drop = jax.random.bernoulli(key_label, self.label_dropout, (x0.shape[0],))
+      labels = jnp.where(drop, self.num_classes, batch['label'])
+
+    def x0_fn(x_t, tt):
+      pred = self.predict(params, x_t, tt, labels, train=True, dropout_key=key_drop)
+      return param_lib.to_x0_eps(self.kind, pred, x_t, tt, self.process)[0]
+
+    weight = loss_weight(self.weighting, self.process, t, self.min_snr_gamma, self.sigma_data)
+    return denoising_loss(x0_fn, self.process, x0, t, eps, weight)
+
   def step(self, state: state_lib.TrainState, batch: dict[str, Any], key: jax.Array):
-    """One Adam step on the DDPM loss; returns (state, metrics)."""
-    loss_fn = lambda p: ddpm_loss(self._apply, p, self.process, batch['x'], key)
-    loss, grads = jax.value_and_grad(loss_fn)(state.params[NET])
+    """One optimizer step on the loss; returns (state, metrics)."""
+    loss, grads = jax.value_and_grad(self.loss)(state.params[NET], batch, key)
     new_state, grad_norm = state_lib.apply_gradients(state, NET, grads, self.tx, self.ema_rate)
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
     return new_state, metrics
 
   def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
-    """Draws `num` samples by ancestral sampling from the (EMA) denoiser."""
+    """`num` samples (labels cycle through the classes when conditional)."""
     params = (state.ema_params if self.use_ema else state.params)[NET]
     key_init, key_chain = jax.random.split(rng)
-    x_T = jax.random.normal(key_init, (num, *self.shape))
-    eps_fn = lambda x, t: self._apply(params, x, t, False, key_chain)
-    return {'samples': ddpm_sample(eps_fn, self.process, x_T, key_chain)}
+    out = {}
+    labels = None
+    if self.num_classes:
+      labels = jnp.arange(num, dtype=jnp.int32) % self.num_classes
+      out['labels'] = labels
+    denoise = self.denoise_fn(params, labels, self.guidance_scale)
+    x_init = self.process.prior_std * jax.random.normal(key_init, (num, *self.shape))
+    if self.sampler == 'ddpm':
+      steps = respaced_timesteps(self.process.num_timesteps, self.num_steps)
+      out['samples'] = ddpm_sample(
+        lambda x, t: denoise(x, t)[1], self.process, x_init, key_chain, steps
+      )
+      return out
+    ts = self.process.time_grid(self.num_steps, self.time_grid, self.rho)
+    if self.sampler == 'euler_maruyama':
+      out['samples'] = euler_maruyama_sample(denoise, self.process, x_init, ts, key_chain)
+    else:
+      out['samples'] = ode_sample(denoise, self.process, x_init, ts, self.sampler)
+    return out

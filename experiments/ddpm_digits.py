@@ -1,0 +1,28 @@
+"""DDPM on the embedded 8x8 digits with a small U-Net.
+
+Command:
+  python -m gen.main --config=experiments/ddpm_digits.py --workdir=runs/ddpm_digits
+Expected on a 2-core CPU: 11.6 min wall (6,000 steps of batch 64 at ~16 steps/s, 1,000-step
+ancestral sampling for 2 pictures and the eval; measured while other runs shared the cores part
+of the time). Samples are recognisable digits (W/samples/step_6000.png); sliced_w2 0.071 between
+297 samples and the 297 test digits (seed 0; 297 training digits vs the test digits: 0.080).
+Smoke variant: --config=experiments/ddpm_digits.py:smoke
+"""
+
+from experiments import base, common
+
+
+def get_config(arg: str | None = None):
+  """DDPM (Ho et al. 2020): linear betas, 1,000 steps, eps prediction, ancestral sampling."""
+  c = base.get_config()
+  common.digits_unet(c)
+  c.objective.process = 'discrete_linear'
+  c.objective.num_timesteps = 1000
+  c.objective.parameterization = 'eps'
+  c.objective.weighting = 'eps'
+  c.objective.time_sampling = 'uniform'
+  c.train.num_steps = 6000
+  c.train.ckpt_every = 3000
+  c.train.sample_every = 3000
+  c.sample.sampler = 'ddpm'
+  return common.variant(c, arg, 'ddpm_digits')

@@ -1,0 +1,30 @@
+"""DDPM on grid25 (25 Gaussians on {-4,-2,0,2,4}^2, std 0.05) with the residual MLP.
+
+Command:
+  python -m gen.main --config=experiments/ddpm_grid25.py --workdir=runs/ddpm_grid25
+Expected on a 2-core CPU: 95 s wall (10,000 steps of batch 512); EMA samples cover 25/25
+modes with high_quality_fraction 0.959 and sliced_w2 0.21 (seed 0; two 2,500-point draws of
+the data itself are 0.23 apart: the mode-weight noise of 25 modes dominates this metric).
+Smoke variant: --config=experiments/ddpm_grid25.py:smoke
+"""
+
+from experiments import base, common
+
+
+def get_config(arg: str | None = None):
+  """DDPM (Ho et al. 2020): linear betas, 1,000 steps, eps prediction, ancestral sampling."""
+  c = base.get_config()
+  c.data.name = 'grid25'
+  common.toy_mlp(c)
+  c.objective.process = 'discrete_linear'
+  c.objective.num_timesteps = 1000
+  c.objective.parameterization = 'eps'
+  c.objective.weighting = 'eps'
+  c.objective.time_sampling = 'uniform'
+  c.train.num_steps = 10_000
+  c.train.log_every = 500
+  c.train.ckpt_every = 2500
+  c.train.sample_every = 5000
+  c.sample.sampler = 'ddpm'
+  c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+  return common.variant(c, arg, 'ddpm_grid25')

