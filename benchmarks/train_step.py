@@ -1,72 +1,39 @@
-"""Throughput of one DDPM eps-MSE training step of the U-Net: prints one JSON line per config.
+"""Throughput of gen's own jitted train step for an experiment: prints one JSON line each.
 
-    python benchmarks/train_step.py                                  # digits and cifar10
-    python benchmarks/train_step.py --configs=cifar10 --batch=8 --steps=3   # cifar10 on a CPU
+    python benchmarks/train_step.py                                          # both experiments
+    python benchmarks/train_step.py --experiments=ddpm_cifar10 --batch=8 --steps=3  # on a CPU
 
-Each line: {"config", "device", "batch", "params", "compile_seconds", "examples_per_sec"
-(median over --steps timed steps after --warmup), "step_flops" (XLA cost analysis),
-"achieved_flops_per_sec", "peak_memory_bytes" (compiled: temp + arguments + outputs - donated
-aliases), "device_peak_bytes_in_use" (the allocator's peak; null where the backend has no
-memory stats, e.g. CPU)}.
-
-The loss is a minimal local DDPM loss (Ho et al. 2020), not gen.objectives, so the numbers
-measure the network: t ~ U{0..999}, linear betas 1e-4..0.02, x_t = sqrt(abar) x0 +
-sqrt(1 - abar) eps, loss = mean (eps - f(x_t, t))^2, Adam, params and optimizer state donated.
+It builds the experiment's objective exactly as `gen.main` does and times the step that
+`gen.train.make_train_step` compiles (loss, gradients, Adam, EMA, non-finite guard), on random
+data of the dataset's shape, so no dataset is needed. Each line: {"experiment", "device",
+"batch", "params", "compile_seconds", "examples_per_sec" (median over --steps timed steps after
+--warmup), "step_flops" (XLA cost analysis), "achieved_flops_per_sec", "peak_memory_bytes"
+(compiled: temp + arguments + outputs - donated aliases), "device_peak_bytes_in_use" (the
+allocator's peak; null where the backend has no memory stats, e.g. CPU)}.
 """
 
 import argparse
+import importlib
 import json
+import os
 import statistics
+import sys
 import time
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gen.models.unet import UNet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# name -> (example shape, UNet kwargs, default batch)
-CONFIGS = {
-  'digits': (
-    (8, 8, 1),
-    dict(ch=64, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions=(4,), dropout=0.0),
-    128,
-  ),
-  # DDPM's CIFAR-10 network (Ho et al. 2020): 35.7M parameters there, 38.3M here because the
-  # ADM scale-shift conditioning doubles every res-block's embedding projection.
-  'cifar10': (
-    (32, 32, 3),
-    dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1),
-    128,
-  ),
+from gen import objectives, train  # noqa: E402
+from gen.data import DatasetSpec  # noqa: E402
+
+# experiment -> the spec of its dataset (so the benchmark needs no prepared data)
+EXPERIMENTS = {
+  'ddpm_digits': DatasetSpec('digits', 'images', (8, 8, 1), 10, 1500),
+  'ddpm_cifar10': DatasetSpec('cifar10', 'images', (32, 32, 3), 10, 50_000),
 }
-
-NUM_TIMESTEPS = 1000
-
-
-def make_train_step(model: UNet, optimizer: optax.GradientTransformation):
-  """Returns step(params, opt_state, x0, key) -> (params, opt_state, loss) for the eps loss."""
-  betas = jnp.linspace(1e-4, 0.02, NUM_TIMESTEPS, dtype=jnp.float32)
-  alpha_bars = jnp.cumprod(1.0 - betas)
-
-  def loss_fn(params, x0, key):
-    t_key, noise_key, dropout_key = jax.random.split(key, 3)
-    t = jax.random.randint(t_key, (x0.shape[0],), 0, NUM_TIMESTEPS)
-    eps = jax.random.normal(noise_key, x0.shape, x0.dtype)
-    abar = alpha_bars[t][:, None, None, None]
-    x_t = jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * eps
-    rngs = {'dropout': dropout_key}
-    pred = model.apply({'params': params}, x_t, t.astype(jnp.float32), True, rngs=rngs)
-    return jnp.mean((pred - eps) ** 2)
-
-  def step(params, opt_state, x0, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, x0, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  return step
 
 
 def _cost(compiled, name: str):
@@ -94,38 +61,41 @@ def _device_peak():
   return None if not stats or 'peak_bytes_in_use' not in stats else int(stats['peak_bytes_in_use'])
 
 
-def benchmark(name: str, batch: int | None, steps: int, warmup: int, seed: int = 0) -> dict:
-  """Compiles and times the train step of config `name`; returns the JSON record."""
-  shape, kwargs, default_batch = CONFIGS[name]
-  batch = batch or default_batch
-  model = UNet(**kwargs)
-  optimizer = optax.adam(2e-4)
-  key = jax.random.key(seed)
-  x0 = jax.random.uniform(jax.random.fold_in(key, 1), (batch, *shape), minval=-1.0, maxval=1.0)
-  params = jax.jit(model.init)(key, x0[:1], jnp.zeros((1,)))['params']
-  opt_state = optimizer.init(params)
-  num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-
-  jitted = jax.jit(make_train_step(model, optimizer), donate_argnums=(0, 1))
+def benchmark(name: str, batch: int | None, steps: int, warmup: int) -> dict:
+  """Compiles and times the train step of experiment `name`; returns the JSON record."""
+  config = importlib.import_module(f'experiments.{name}').get_config()
+  spec = EXPERIMENTS[name]
+  if batch:
+    config.data.batch_size = batch
+  batch = config.data.batch_size
+  setup = train.Setup(config, spec, objectives.make(config, spec), train.make_mesh())
+  state = train.init_state(setup)
+  num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+  rng = np.random.default_rng(0)
+  data = {
+    'x': rng.uniform(-1, 1, (batch, *spec.shape)).astype(np.float32),
+    'label': rng.integers(0, spec.num_classes, (batch,)).astype(np.int32),
+  }
+  data = train.to_global(data, setup.batch_sharding)
+  key = jax.random.key(0)
   start = time.perf_counter()
-  compiled = jitted.lower(params, opt_state, x0, key).compile()
+  compiled = train.make_train_step(setup).lower(state, data, key).compile()
   compile_seconds = time.perf_counter() - start
 
   times = []
   for i in range(warmup + steps):
-    step_key = jax.random.fold_in(key, i)
     start = time.perf_counter()
-    params, opt_state, loss = compiled(params, opt_state, x0, step_key)
-    jax.block_until_ready((params, opt_state, loss))
+    state, metrics = compiled(state, data, key)
+    jax.block_until_ready((state, metrics))
     if i >= warmup:
       times.append(time.perf_counter() - start)
-  if not np.isfinite(float(loss)):
-    raise FloatingPointError(f'{name}: the loss is {float(loss)}')
+  if not np.isfinite(float(metrics['loss'])):
+    raise FloatingPointError(f'{name}: the loss is {float(metrics["loss"])}')
 
   median = statistics.median(times)
   flops = _cost(compiled, 'flops')
   return {
-    'config': name,
+    'experiment': name,
     'device': f'{jax.devices()[0].platform}:{jax.devices()[0].device_kind}',
     'batch': batch,
     'params': num_params,
@@ -140,15 +110,17 @@ def benchmark(name: str, batch: int | None, steps: int, warmup: int, seed: int =
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--configs', default='digits,cifar10', help=f'comma list of {list(CONFIGS)}')
+  parser.add_argument(
+    '--experiments', default=','.join(EXPERIMENTS), help=f'comma list of {list(EXPERIMENTS)}'
+  )
   parser.add_argument('--batch', type=int, default=None, help='overrides every default batch')
   parser.add_argument('--steps', type=int, default=20, help='timed steps (median reported)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
   args = parser.parse_args(argv)
-  names = [n for n in args.configs.split(',') if n]
-  unknown = sorted(set(names) - set(CONFIGS))
+  names = [n for n in args.experiments.split(',') if n]
+  unknown = sorted(set(names) - set(EXPERIMENTS))
   if unknown:
-    parser.error(f'--configs: unknown {unknown}; choose from {sorted(CONFIGS)}')
+    parser.error(f'--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}')
   # CPU cannot reuse donated buffers; the warning is noise here.
   warnings.filterwarnings('ignore', message='Some donated buffers were not usable')
   for name in names:
