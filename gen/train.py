@@ -186,8 +186,14 @@ def reference_data(setup: Setup, num: int) -> np.ndarray:
   return source.get_batch(np.arange(min(num, len(source))))['x']
 
 
-def save_picture(setup: Setup, path: str, samples: np.ndarray, title: str = '') -> None:
-  """Image grid, or a scatter over the data with the mode centres (process 0 only)."""
+def save_picture(
+  setup: Setup, path: str, samples: np.ndarray, title: str = '', conditional: bool = False
+) -> None:
+  """Image grid, or a scatter over the data with the mode centres (process 0 only).
+
+  Conditional samples come with labels cycling through the classes, so their grid has one
+  column per class (each column one class).
+  """
   if jax.process_index() != 0:
     return
   if setup.spec.kind == 'points':
@@ -199,6 +205,10 @@ def save_picture(setup: Setup, path: str, samples: np.ndarray, title: str = '') 
       centers=setup.spec.mode_centers,
       title=title,
     )
+  elif conditional:
+    n = setup.spec.num_classes
+    shown = samples[: n * max(1, min(10, len(samples) // n))]
+    images.save_samples_picture(path, shown, kind='images', ncols=n)
   else:
     images.save_samples_picture(path, samples[:64], kind='images', title=title)
 
@@ -398,9 +408,10 @@ class _Hooks:
 
   def picture(self, state: TrainState, step: int) -> None:
     rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 2), step)
-    samples = self.picture_fn(state, rng)['samples']
+    out = self.picture_fn(state, rng)
     path = os.path.join(self.workdir, 'samples', f'step_{step}.png')
-    save_picture(self.setup, path, samples, f'{self.setup.config.objective.name} step {step}')
+    title = f'{self.setup.config.objective.name} step {step}'
+    save_picture(self.setup, path, out['samples'], title, 'labels' in out)
 
   def evaluate(self, state: TrainState, step: int) -> None:
     values = compute_metrics(self.setup, state, step, self.eval_fn)
@@ -518,6 +529,7 @@ def sample(config, workdir: str, num: int, step: int | None = None) -> str:
     with open(path + '.tmp', 'wb') as f:
       np.savez(f, **arrays)
     os.replace(path + '.tmp', path)
-    save_picture(setup, path[: -len('.npz')] + '.png', arrays['samples'], f'step {step}')
+    picture = path[: -len('.npz')] + '.png'
+    save_picture(setup, picture, arrays['samples'], f'step {step}', 'labels' in arrays)
   logging.info('wrote %d samples of step %d to %s', num, step, path)
   return path

@@ -234,6 +234,7 @@ def save_samples_picture(
   data: Any | None = None,
   centers: Any | None = None,
   title: str = '',
+  ncols: int | None = None,
 ) -> str:
   """Writes the picture of a batch of samples: an image grid or a 2-D scatter plot.
 
@@ -245,6 +246,7 @@ def save_samples_picture(
     data: reference points for 'points'.
     centers: mode centres for 'points'.
     title: title for 'points'.
+    ncols: grid columns for 'images' (default: a square grid).
 
   Returns:
     The path written, as a string.
@@ -253,7 +255,7 @@ def save_samples_picture(
     ValueError: on an unknown `kind` or bad shapes.
   """
   if kind == 'images':
-    return save_image_grid(path, samples)
+    return save_image_grid(path, samples, ncols=ncols)
   if kind == 'points':
     return save_scatter(path, samples, data=data, centers=centers, title=title)
   raise ValueError(f"`kind` must be one of 'images', 'points'; got {kind!r}.")

@@ -1,0 +1,35 @@
+"""EDM (Karras et al. 2022) on digits: preconditioning, log-normal sigmas, Heun sampling.
+
+Command:
+  python -m gen.main --config=experiments/edm_digits.py --workdir=runs/edm_digits
+Expected on a 2-core CPU: 8.0 min wall (6,000 steps of batch 64, measured while the test suite
+shared the cores; sampling is 18 Heun steps, 35 network calls). Samples are recognisable
+digits; sliced_w2 0.083 against the test digits (seed 0; train vs test digits: 0.080).
+Smoke variant: --config=experiments/edm_digits.py:smoke
+"""
+
+from experiments import base, common
+
+
+def get_config(arg: str | None = None):
+  """EDM: sigma in [0.002, 80], sigma_data 0.5, ln sigma ~ N(-1.2, 1.2^2), Heun 18 steps."""
+  c = base.get_config()
+  common.digits_unet(c)
+  c.objective.process = 'edm'
+  c.objective.sigma_min = 0.002
+  c.objective.sigma_max = 80.0
+  c.objective.sigma_data = 0.5
+  c.objective.parameterization = 'x0'  # the preconditioned denoiser D(x; sigma)
+  c.objective.edm_preconditioning = True
+  c.objective.weighting = 'edm'
+  c.objective.time_sampling = 'lognormal'
+  c.objective.lognormal_mean = -1.2
+  c.objective.lognormal_std = 1.2
+  c.train.num_steps = 6000
+  c.train.ckpt_every = 3000
+  c.train.sample_every = 3000
+  c.sample.sampler = 'heun'
+  c.sample.num_steps = 18
+  c.sample.time_grid = 'karras'
+  c.sample.rho = 7.0
+  return common.variant(c, arg, 'edm_digits')
