@@ -2,9 +2,9 @@
 
 Command:
   python -m gen.main --config=experiments/rectified_flow_grid25.py --workdir=runs/rf_grid25
-Expected on a 2-core CPU: about 150 s alone (20,000 steps of batch 512; measured 247 s while
-another run shared the cores); EMA samples with 100 Euler steps cover 25/25 modes with
-high_quality_fraction 0.944 and sliced_w2 0.24 (seed 0; data-vs-data: 0.23).
+Expected on a 2-core CPU: 144 s wall (20,000 steps of batch 512; the seeded test in
+tests/test_quality_toys.py, run alone in CI); EMA samples with 100 Euler steps cover 25/25
+modes with high_quality_fraction 0.944 and sliced_w2 0.24 (seed 0; data-vs-data: 0.23).
 Smoke variant: --config=experiments/rectified_flow_grid25.py:smoke
 """
 
