@@ -93,15 +93,16 @@ class ContinuousProcess(flax.struct.PyTreeNode):
   is_discrete: ClassVar[bool] = False
 
   def marginal(self, t: chex.Array) -> tuple[jax.Array, jax.Array]:
-    raise NotImplementedError
+    """(alpha_t, sigma_t), each [B]: every subclass defines it."""
+    raise TypeError(f'{type(self).__name__} must define marginal(t)')
 
   def noise_level(self, t: chex.Array) -> jax.Array:
     """The monotone noise level in which `time_grid(kind='karras')` spaces its steps."""
-    raise NotImplementedError
+    raise TypeError(f'{type(self).__name__} must define noise_level(t)')
 
   def t_from_noise_level(self, s: chex.Array) -> jax.Array:
     """The inverse of `noise_level`."""
-    raise NotImplementedError
+    raise TypeError(f'{type(self).__name__} must define t_from_noise_level(s)')
 
   def add_noise(self, x0: chex.Array, t: chex.Array, eps: chex.Array) -> jax.Array:
     """x_t = alpha_t x_0 + sigma_t eps, with t [B] broadcast over x0's trailing dimensions."""
