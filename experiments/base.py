@@ -91,10 +91,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.on_nonfinite = 'stop'  # stop | skip_step
 
   c.sample = ml_collections.ConfigDict()
-  c.sample.sampler = 'ddpm'  # ddpm (discrete) | euler | heun | euler_maruyama (continuous)
-  c.sample.num_steps = 0  # 0: all T steps for ddpm, else gen.objectives.DEFAULT_STEPS
-  c.sample.time_grid = 'uniform'  # uniform | karras (Karras et al. 2022, eq. 5)
-  c.sample.rho = 7.0
+  # gen.samplers.SAMPLERS: ddpm | ddim | dpm_solver_2m | dpm_solver_3m | unipc | pc |
+  # reverse_diffusion | annealed_langevin (any process); euler | heun | rk4 | dopri5 |
+  # euler_maruyama (continuous); edm (ve, edm).
+  c.sample.sampler = 'ddpm'
+  c.sample.num_steps = 0  # N model times; 0: the sampler's default (all T for ddpm)
+  # uniform | quadratic | trailing | karras | logsnr (gen.samplers.timesteps)
+  c.sample.spacing = 'uniform'
+  c.sample.rho = 7.0  # Karras et al.'s exponent for spacing='karras'
+  c.sample.variance = 'beta'  # ddpm: beta (Ho et al.'s CIFAR-10 choice) | beta_tilde
+  c.sample.eta = 0.0  # ddim: 0 deterministic ... 1 = ddpm with beta_tilde
+  c.sample.rtol = 1e-5  # dopri5 tolerances (score_sde's RK45 uses 1e-5)
+  c.sample.atol = 1e-5
+  c.sample.max_steps = 4096  # dopri5
+  c.sample.s_churn = 0.0  # edm (Karras et al. 2022, Algorithm 2); 0: deterministic Heun
+  c.sample.s_tmin = 0.0
+  c.sample.s_tmax = 1e9
+  c.sample.s_noise = 1.0
+  c.sample.predictor = 'reverse_diffusion'  # pc: reverse_diffusion | euler_maruyama
+  c.sample.snr = 0.16  # pc: the Langevin corrector's target signal-to-noise ratio
+  c.sample.corrector_steps = 1  # pc
+  c.sample.langevin_steps = 5  # annealed_langevin: updates per noise level
+  c.sample.step_ratio = 0.2  # annealed_langevin: step / sigma^2 (NCSN's 2e-5 at sigma 0.01)
+  c.sample.noise_scale = 1.0  # annealed_langevin: multiplier of the injected noise
   c.sample.guidance_scale = 1.0  # classifier-free guidance w (1: plain conditional)
   c.sample.num = 2000  # samples in each training-time picture
   c.sample.use_ema = True

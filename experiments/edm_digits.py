@@ -28,8 +28,8 @@ def get_config(arg: str | None = None):
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'heun'
+  c.sample.sampler = 'edm'  # Karras et al.'s Heun sampler (s_churn = 0: their Algorithm 1)
   c.sample.num_steps = 18
-  c.sample.time_grid = 'karras'
+  c.sample.spacing = 'karras'
   c.sample.rho = 7.0
   return common.variant(c, arg, 'edm_digits')

@@ -152,11 +152,47 @@ def make_train_step(setup: Setup):
   )
 
 
+def _per_example_shardings(setup: Setup, fn, num: int, *args):
+  """Output shardings of `fn(*args)`: arrays with `num` rows sharded over devices where `num`
+  divides evenly, everything else (a scalar NFE, say) replicated."""
+  shapes = jax.eval_shape(fn, *args)
+  split = num % setup.mesh.size == 0
+
+  def pick(leaf):
+    rows = leaf.ndim and leaf.shape[0] == num
+    return setup.batch_sharding if split and rows else setup.replicated
+
+  return jax.tree.map(pick, shapes)
+
+
 def make_sample_fn(setup: Setup, num: int):
   """`objective.sample` for `num` samples, jitted; samples sharded over devices if they divide."""
-  out = setup.batch_sharding if num % setup.mesh.size == 0 else setup.replicated
-  fn = jax.jit(setup.objective.sample, static_argnums=2, out_shardings=out)
-  return lambda state, rng: jax.device_get(fn(state, rng, num))
+  compiled = {}
+
+  def run(state, rng):
+    if 'fn' not in compiled:
+      sample = lambda st, r: setup.objective.sample(st, r, num)
+      out = _per_example_shardings(setup, sample, num, state, rng)
+      compiled['fn'] = jax.jit(sample, out_shardings=out)
+    return jax.device_get(compiled['fn'](state, rng))
+
+  return run
+
+
+def save_trajectory_picture(setup: Setup, state: TrainState, path: str, rng, num: int = 8):
+  """For image data: `num` samples' denoising paths, one row each, noise on the left (process 0).
+
+  The objective's `trajectory(state, rng, num)` gives [frames, num, ...]; objectives without one
+  (and 2-D data) draw nothing.
+  """
+  if setup.spec.kind != 'images' or not hasattr(setup.objective, 'trajectory'):
+    return
+  path_fn = jax.jit(lambda st, r: setup.objective.trajectory(st, r, num))
+  frames = np.asarray(jax.device_get(path_fn(state, rng)))  # [F, num, H, W, C]
+  if jax.process_index() != 0:
+    return
+  rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
+  images.save_samples_picture(path, rows, kind='images', ncols=frames.shape[0])
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
@@ -229,10 +265,13 @@ def compute_metrics(setup: Setup, state: TrainState, step: int, sample_fn=None) 
   num = setup.config.eval.num_samples
   sample_fn = sample_fn or make_sample_fn(setup, num)
   rng = jax.random.fold_in(jax.random.key(setup.config.seed + 1), step)
-  samples = sample_fn(state, rng)['samples']
-  return metrics_lib.compute(
-    names, samples, reference_data(setup, num), setup.spec, seed=setup.config.seed
+  out = sample_fn(state, rng)
+  values = metrics_lib.compute(
+    names, out['samples'], reference_data(setup, num), setup.spec, seed=setup.config.seed
   )
+  if 'nfe' in out:
+    values['sample_nfe'] = int(out['nfe'])
+  return values
 
 
 def write_eval(workdir: str, step: int, values: dict[str, float]) -> str:
@@ -443,6 +482,9 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   final = int(state.step)
   if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
     hooks.picture(state, final)
+    rng = jax.random.fold_in(jax.random.key(config.seed + 4), final)
+    path = os.path.join(workdir, 'samples', f'step_{final}_trajectory.png')
+    save_trajectory_picture(setup, state, path, rng)
     hooks.evaluate(state, final)
   logging.info('training done at step %d (%.1f s)', final, time.perf_counter() - t0)
   return state
@@ -531,5 +573,7 @@ def sample(config, workdir: str, num: int, step: int | None = None) -> str:
     os.replace(path + '.tmp', path)
     picture = path[: -len('.npz')] + '.png'
     save_picture(setup, picture, arrays['samples'], f'step {step}', 'labels' in arrays)
+  trajectory = path[: -len('.npz')] + '_trajectory.png'
+  save_trajectory_picture(setup, state, trajectory, jax.random.fold_in(rng, 1))
   logging.info('wrote %d samples of step %d to %s', num, step, path)
   return path

@@ -13,7 +13,7 @@ BAD_INPUTS = {
   'unknown objective': (['--config.objective.name=ddpmm'], "objective.name='ddpmm'", None),
   'unknown model': (['--config.model.name=resnet'], "model.name='resnet'", None),
   'unknown dataset': (['--config.data.name=ring9'], "data.name='ring9'", None),
-  'unknown sampler': (['--config.sample.sampler=ddim'], "sample.sampler='ddim'", None),
+  'unknown sampler': (['--config.sample.sampler=ddjm'], "sample.sampler='ddjm'", None),
   'unknown metric': (['--config.eval.metrics=fid'], "eval.metrics: 'fid'", None),
   'config typo': (['--config.optim.lrr=0.1'], '--config.optim.lrr: no such config field', None),
   'bad value type': (['--config.optim.lr=fast'], '--config.optim.lr', None),

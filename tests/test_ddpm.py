@@ -11,6 +11,7 @@ from gen.errors import ConfigError
 from gen.objectives import diffusion
 from gen.processes import parameterization as P
 from gen.processes.discrete import linear_schedule
+from gen.samplers import timesteps
 from gen.samplers.ddpm import ddpm_sample
 
 
@@ -69,13 +70,16 @@ def test_ancestral_sampler_recovers_a_gaussian():
   mu, s = 1.5, 0.5
   process = linear_schedule(1000)
 
-  def eps_fn(x, t):
+  def denoise(x, t):
     alpha, sigma = process.marginal(t)
     alpha, sigma = alpha[:, None], sigma[:, None]
-    return sigma * (x - alpha * mu) / (alpha**2 * s**2 + sigma**2)
+    eps = sigma * (x - alpha * mu) / (alpha**2 * s**2 + sigma**2)
+    return (x - sigma * eps) / alpha, eps
 
   x_T = jax.random.normal(jax.random.key(0), (20_000, 1))
-  x0 = jax.jit(lambda x, k: ddpm_sample(eps_fn, process, x, k))(x_T, jax.random.key(1))
+  ts = timesteps(process, 1000)
+  run = lambda x, k: ddpm_sample(denoise, process, x, k, ts, variance='beta').samples
+  x0 = jax.jit(run)(x_T, jax.random.key(1))
   chex.assert_shape(x0, (20_000, 1))
   chex.assert_tree_all_finite(x0)
   # Standard errors: 0.5 / sqrt(2e4) = 0.0035 for the mean, ~0.0025 for the std.

@@ -7,12 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from gen import processes
+from gen import processes, samplers
 from gen.objectives import diffusion
 from gen.processes import parameterization as P
-from gen.samplers.ddpm import ddpm_sample, respaced_timesteps
-from gen.samplers.ode import ode_sample
-from gen.samplers.sde import euler_maruyama_sample
 
 CONTINUOUS = {
   'vp': lambda: processes.VPSDE(),
@@ -184,26 +181,22 @@ def test_samplers_with_the_exact_denoiser_return_the_data(name, method):
   """Driven by the exact denoiser of N(1.5, 0.5^2), every sampler must return that Gaussian."""
   process = CONTINUOUS[name]()
   denoise = _gaussian_denoiser(process, MU, S)
-  grid = 'karras' if name in ('ve', 'edm') else 'uniform'  # sigma processes: Karras steps
+  spacing = 'karras' if name in ('ve', 'edm') else 'uniform'  # sigma processes: Karras steps
   steps = {'euler': 200, 'heun': 50, 'euler_maruyama': 500}[method]
   if name == 've' and method == 'euler':
     steps = 1000  # Euler's O(h) error over VE's 1e4-fold sigma range: 200 steps give std 0.45
-  ts = process.time_grid(steps, grid, 7.0)
+  ts = samplers.timesteps(process, steps, spacing, 7.0)
   x_init = process.prior_std * jax.random.normal(jax.random.key(0), (10_000, 1))
-  if method == 'euler_maruyama':
-    if name == 'rectified_flow':
-      pytest.skip('the rectified-flow SDE is singular at t = 1 (f = -1/(1-t))')
-    run = jax.jit(lambda x: euler_maruyama_sample(denoise, process, x, ts, jax.random.key(1)))
-  else:
-    run = jax.jit(lambda x: ode_sample(denoise, process, x, ts, method))
-  _check_gaussian(run(x_init))
+  if method == 'euler_maruyama' and name == 'rectified_flow':
+    pytest.skip('the rectified-flow SDE is singular at t = 1 (f = -1/(1-t))')
+  run = jax.jit(lambda x: samplers.run(method, denoise, process, x, jax.random.key(1), ts))
+  _check_gaussian(run(x_init).samples)
 
 
 def test_respaced_ddpm_with_the_exact_denoiser():
   process = processes.linear_schedule(1000)
   denoise = _gaussian_denoiser(process, MU, S)
   x_T = jax.random.normal(jax.random.key(0), (10_000, 1))
-  eps_fn = lambda a, b: denoise(a, b)[1]
-  run = jax.jit(lambda x, st: ddpm_sample(eps_fn, process, x, jax.random.key(1), st))
+  run = jax.jit(lambda x, ts: samplers.run('ddpm', denoise, process, x, jax.random.key(1), ts))
   for n in (1000, 250):
-    _check_gaussian(run(x_T, respaced_timesteps(1000, n)))
+    _check_gaussian(run(x_T, samplers.timesteps(process, n)).samples)

@@ -43,6 +43,9 @@ def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
   with np.load(path) as f:
     assert f['samples'].shape[0] == 10 and np.all(np.isfinite(f['samples']))
     assert ('labels' in f) == bool(config.objective.conditional)
+    assert int(f['nfe']) >= 1
+  trajectory = path[: -len('.npz')] + '_trajectory.png'
+  assert os.path.exists(trajectory) == (data_lib.get_spec(config.data.name).kind == 'images')
 
 
 def test_every_experiment_documents_its_command_and_cost():

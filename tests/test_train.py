@@ -38,7 +38,7 @@ def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
   assert (wd / 'samples' / 'step_10.png').exists() and (wd / 'samples' / 'step_20.png').exists()
   assert sorted(os.listdir(wd / 'checkpoints')) == ['10', '20']
   ev = json.loads((wd / 'eval' / 'step_20.json').read_text())
-  assert set(ev) == {'step', 'modes_covered', 'high_quality_fraction', 'sliced_w2'}
+  assert set(ev) == {'step', 'modes_covered', 'high_quality_fraction', 'sliced_w2', 'sample_nfe'}
   assert 0 <= ev['high_quality_fraction'] <= 1 and 0 <= ev['modes_covered'] <= 8
 
 
@@ -83,7 +83,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   wd = tmp_path / 'run'
   _train(smoke_config, wd)
   values = train.evaluate(smoke_config, str(wd))
-  assert set(values) == {'modes_covered', 'high_quality_fraction', 'sliced_w2'}
+  assert set(values) == {'modes_covered', 'high_quality_fraction', 'sliced_w2', 'sample_nfe'}
   path = train.sample(smoke_config, str(wd), 100)
   assert path.endswith(os.path.join('samples', 'step_20.npz'))
   with np.load(path) as f:

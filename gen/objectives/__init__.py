@@ -8,7 +8,7 @@ An objective exposes pure functions (see DESIGN.md, "The objective contract"):
 
 import ml_collections
 
-from gen import models, processes
+from gen import models, processes, samplers
 from gen import state as state_lib
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
@@ -27,8 +27,8 @@ PROCESS_FIELDS = {
   'rectified_flow': (),
 }
 
-# Default number of sampler steps when sample.num_steps = 0.
-DEFAULT_STEPS = {'euler_maruyama': 1000, 'euler': 100, 'heun': 50}
+# Every sampler option of config.sample (gen.samplers.SAMPLERS says which sampler takes which).
+SAMPLER_OPTIONS = sorted({f for entry in samplers.SAMPLERS.values() for f in entry.options})
 
 
 def _choice(field: str, value: str, allowed) -> None:
@@ -42,8 +42,8 @@ def _check_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec, proce
   parameterization.check_kind(obj.parameterization, process)
   _choice('objective.weighting', obj.weighting, diffusion.WEIGHTINGS)
   _choice('objective.time_sampling', obj.time_sampling, diffusion.TIME_SAMPLINGS)
-  _choice('sample.sampler', smp.sampler, diffusion.SAMPLERS)
-  _choice('sample.time_grid', smp.time_grid, ('uniform', 'karras'))
+  _choice('sample.spacing', smp.spacing, samplers.SPACINGS)
+  samplers.check(smp.sampler, process, obj.process, {k: smp[k] for k in SAMPLER_OPTIONS})
   continuous_only = {'likelihood', 'velocity'}
   if process.is_discrete and obj.weighting in continuous_only:
     raise ConfigError(
@@ -62,14 +62,13 @@ def _check_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec, proce
     raise ConfigError(
       "objective.time_sampling='logit_normal' needs a continuous process with t in [0, 1]"
     )
-  if (smp.sampler == 'ddpm') != process.is_discrete:
-    allowed = ['ddpm'] if process.is_discrete else ['euler', 'heun', 'euler_maruyama']
-    raise ConfigError(
-      f'sample.sampler={smp.sampler!r} cannot sample objective.process={obj.process!r}; '
-      f'choose one of {allowed}'
-    )
   if smp.num_steps < 0 or (process.is_discrete and smp.num_steps > process.num_timesteps):
     raise ConfigError(f'sample.num_steps={smp.num_steps} must be in [0 (default), T]')
+  if smp.spacing == 'logsnr' and obj.process == 'rectified_flow':
+    raise ConfigError(
+      "sample.spacing='logsnr' needs a finite log-SNR at both ends; rectified_flow has alpha = 0 "
+      f'at t = 1 and sigma = 0 at t = 0: choose one of {[s for s in samplers.SPACINGS[:4]]}'
+    )
   if obj.conditional and not spec.num_classes:
     raise ConfigError(f'objective.conditional=True but data.name={spec.name!r} has no labels')
   if not 0 <= obj.label_dropout < 1:
@@ -84,9 +83,7 @@ def _make_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec) -> dif
   num_classes = spec.num_classes if obj.conditional else 0
   model = models.from_config(config.model, spec.shape, num_classes=num_classes)
   tx, lr_fn = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=config.train.num_steps)
-  num_steps = smp.num_steps or (
-    process.num_timesteps if process.is_discrete else DEFAULT_STEPS[smp.sampler]
-  )
+  num_steps = smp.num_steps or samplers.default_steps(smp.sampler, process)
   return diffusion.Diffusion(
     model=model,
     process=process,
@@ -110,8 +107,9 @@ def _make_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec) -> dif
     min_snr_gamma=obj.min_snr_gamma,
     sampler=smp.sampler,
     num_steps=num_steps,
-    time_grid=smp.time_grid,
+    spacing=smp.spacing,
     rho=smp.rho,
+    sampler_options={k: smp[k] for k in samplers.SAMPLERS[smp.sampler].options},
     guidance_scale=smp.guidance_scale,
     use_ema=smp.use_ema,
   )

@@ -31,16 +31,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gen import samplers
 from gen import state as state_lib
 from gen.processes import parameterization as param_lib
-from gen.samplers.ddpm import ddpm_sample, respaced_timesteps
-from gen.samplers.ode import ode_sample
-from gen.samplers.sde import euler_maruyama_sample
 
 NET = 'denoiser'
 WEIGHTINGS = ('eps', 'x0', 'v', 'min_snr', 'likelihood', 'edm', 'velocity')
 TIME_SAMPLINGS = ('uniform', 'low_discrepancy', 'lognormal', 'logit_normal')
-SAMPLERS = ('ddpm', 'euler', 'heun', 'euler_maruyama')
+TRAJECTORY_FRAMES = 8
 
 
 def loss_weight(
@@ -155,7 +153,9 @@ class Diffusion:
     edm_preconditioning: wrap the network as c_skip x + c_out F(c_in x) (x0 prediction).
     sigma_data: EDM's data std.
     min_snr_gamma: gamma of the 'min_snr' weighting.
-    sampler, num_steps, time_grid, rho: how `sample` integrates.
+    sampler, num_steps, spacing, rho: how `sample` integrates (gen.samplers.SAMPLERS; N model
+      times from `gen.samplers.timesteps(process, num_steps, spacing, rho)`).
+    sampler_options: the sampler's own `config.sample` fields (eta, variance, snr, ...).
     guidance_scale: classifier-free guidance w at sampling.
     use_ema: sample from the EMA parameters.
   """
@@ -176,9 +176,10 @@ class Diffusion:
   sigma_data: float = 0.5
   min_snr_gamma: float = 5.0
   sampler: str = 'ddpm'
-  num_steps: int = 0
-  time_grid: str = 'uniform'
+  num_steps: int = 1000
+  spacing: str = 'uniform'
   rho: float = 7.0
+  sampler_options: dict = dataclasses.field(default_factory=dict)
   guidance_scale: float = 1.0
   use_ema: bool = True
 
@@ -253,26 +254,40 @@ class Diffusion:
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
     return new_state, metrics
 
-  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
-    """`num` samples (labels cycle through the classes when conditional)."""
+  def _sample(self, state, rng, num: int, trajectory: bool = False):
     params = (state.ema_params if self.use_ema else state.params)[NET]
     key_init, key_chain = jax.random.split(rng)
-    out = {}
     labels = None
     if self.num_classes:
       labels = jnp.arange(num, dtype=jnp.int32) % self.num_classes
-      out['labels'] = labels
     denoise = self.denoise_fn(params, labels, self.guidance_scale)
     x_init = self.process.prior_std * jax.random.normal(key_init, (num, *self.shape))
-    if self.sampler == 'ddpm':
-      steps = respaced_timesteps(self.process.num_timesteps, self.num_steps)
-      out['samples'] = ddpm_sample(
-        lambda x, t: denoise(x, t)[1], self.process, x_init, key_chain, steps
-      )
-      return out
-    ts = self.process.time_grid(self.num_steps, self.time_grid, self.rho)
-    if self.sampler == 'euler_maruyama':
-      out['samples'] = euler_maruyama_sample(denoise, self.process, x_init, ts, key_chain)
-    else:
-      out['samples'] = ode_sample(denoise, self.process, x_init, ts, self.sampler)
+    ts = samplers.timesteps(self.process, self.num_steps, self.spacing, self.rho)
+    result = samplers.run(
+      self.sampler,
+      denoise,
+      self.process,
+      x_init,
+      key_chain,
+      ts,
+      trajectory=trajectory,
+      **self.sampler_options,
+    )
+    return result, x_init, labels
+
+  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
+    """`num` samples (labels cycle through the classes when conditional) and the sampler's NFE."""
+    result, _, labels = self._sample(state, rng, num)
+    out = {'samples': result.samples, 'nfe': jnp.asarray(result.nfe, jnp.int32)}
+    if labels is not None:
+      out['labels'] = labels
     return out
+
+  def trajectory(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> jax.Array:
+    """[TRAJECTORY_FRAMES, num, ...]: the prior noise, then states evenly along the sampler's
+    path, ending with the samples (for a picture of the denoising)."""
+    result, x_init, _ = self._sample(state, rng, num, trajectory=True)
+    path = jnp.concatenate([x_init[None], result.trajectory], axis=0)
+    last = path.shape[0] - 1
+    index = sorted({round(i * last / (TRAJECTORY_FRAMES - 1)) for i in range(TRAJECTORY_FRAMES)})
+    return path[jnp.asarray(index)]
