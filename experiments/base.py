@@ -121,4 +121,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
   c.eval.num_samples = 2500
+  # 'bpd' (probability-flow ODE likelihood of test data, continuous processes) settings:
+  c.eval.bpd_num = 256  # test examples
+  c.eval.num_bins = 0  # levels of discrete data (digits 17, 8-bit images 256); 0: continuous data
+  c.eval.bpd_trace = 'auto'  # auto (exact for <= 32 dims) | exact | hutchinson
+  c.eval.bpd_rtol = 1e-5
+  c.eval.bpd_atol = 1e-5
   return c

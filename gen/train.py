@@ -271,7 +271,26 @@ def compute_metrics(setup: Setup, state: TrainState, step: int, sample_fn=None) 
   )
   if 'nfe' in out:
     values['sample_nfe'] = int(out['nfe'])
+  if 'bpd' in names:
+    values.update(compute_bpd(setup, state, step))
   return values
+
+
+def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
+  """Bits/dim of `eval.bpd_num` test examples under the model (`objective.bits_per_dim`)."""
+  ev = setup.config.eval
+  x = reference_data(setup, ev.bpd_num)
+  x = x[: len(x) - len(x) % setup.mesh.size] if len(x) >= setup.mesh.size else x
+  sharding = setup.batch_sharding if len(x) % setup.mesh.size == 0 else setup.replicated
+  x = jax.device_put(jnp.asarray(x), sharding)
+  key = jax.random.fold_in(jax.random.key(setup.config.seed + 5), step)
+  fn = jax.jit(
+    lambda st, xx, k: setup.objective.bits_per_dim(
+      st, xx, k, ev.num_bins, ev.bpd_trace, ev.bpd_rtol, ev.bpd_atol
+    )
+  )
+  out = jax.device_get(fn(state, x, key))
+  return {'bpd': float(out['bpd']), 'bpd_nfe': int(out['bpd_nfe'])}
 
 
 def write_eval(workdir: str, step: int, values: dict[str, float]) -> str:

@@ -15,6 +15,21 @@ BAD_INPUTS = {
   'unknown dataset': (['--config.data.name=ring9'], "data.name='ring9'", None),
   'unknown sampler': (['--config.sample.sampler=ddjm'], "sample.sampler='ddjm'", None),
   'unknown metric': (['--config.eval.metrics=fid'], "eval.metrics: 'fid'", None),
+  'likelihood of a discrete process': (
+    ['--config.eval.metrics=bpd'],
+    "eval.metrics 'bpd' integrates the probability-flow ODE",
+    None,
+  ),
+  'sampler for another process': (
+    ['--config.sample.sampler=heun'],
+    "sample.sampler='heun' needs a continuous-time process",
+    None,
+  ),
+  'sampler option out of range': (
+    ['--config.sample.sampler=ddim', '--config.sample.eta=2'],
+    'sample.eta=2.0 must be in [0, 1]',
+    None,
+  ),
   'config typo': (['--config.optim.lrr=0.1'], '--config.optim.lrr: no such config field', None),
   'bad value type': (['--config.optim.lr=fast'], '--config.optim.lr', None),
   'negative lr': (['--config.optim.lr=-0.001'], 'optim.lr must be > 0', None),

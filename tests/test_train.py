@@ -183,3 +183,17 @@ def test_image_data_runs_through_the_same_loop(smoke_config, tmp_path):
   path = train.sample(c, str(wd), 8)
   with np.load(path) as f:
     chex.assert_shape(f['samples'], (8, 8, 8, 1))
+
+
+def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
+  """`bpd` in eval.metrics: the PF-ODE likelihood of test data, with its solver's NFE."""
+  from experiments import score_sde_vp_swiss_roll
+
+  config = score_sde_vp_swiss_roll.get_config('smoke')
+  config.eval.metrics = ('sliced_w2', 'bpd')
+  config.eval.bpd_num = 64
+  wd = tmp_path / 'run'
+  _train(config, wd)
+  values = train.evaluate(config, str(wd))
+  assert set(values) == {'sliced_w2', 'sample_nfe', 'bpd', 'bpd_nfe'}
+  assert np.isfinite(values['bpd']) and values['bpd_nfe'] > 6

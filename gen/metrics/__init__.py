@@ -6,12 +6,15 @@ import numpy as np
 from gen.errors import ConfigError
 from gen.metrics import toy
 
-# name -> what the metric needs of the data ('mixture': known mode centres; 'any': any data)
+# name -> what the metric needs ('mixture': known mode centres; 'any': any data; 'model': the
+# model itself, not its samples: the objective computes it, e.g. Diffusion.bits_per_dim)
 METRICS = {
   'modes_covered': 'mixture',
   'high_quality_fraction': 'mixture',
   'sliced_w2': 'any',
+  'bpd': 'model',
 }
+MODEL_METRICS = tuple(name for name, need in METRICS.items() if need == 'model')
 
 
 def validate(names: tuple[str, ...], spec) -> None:
@@ -27,7 +30,10 @@ def validate(names: tuple[str, ...], spec) -> None:
 
 
 def compute(names, samples: np.ndarray, reference: np.ndarray, spec, seed: int) -> dict:
-  """The metrics `names` of `samples` against `reference` data of the dataset `spec`."""
+  """The sample metrics among `names` of `samples` against `reference` data of `spec`."""
+  names = [n for n in names if METRICS[n] != 'model']
+  if not names:
+    return {}
   flat = lambda a: np.asarray(a, np.float64).reshape(len(a), -1)
   mixture = any(METRICS[n] == 'mixture' for n in names)
   values = toy.toy_metrics(

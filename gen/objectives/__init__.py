@@ -69,6 +69,21 @@ def _check_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec, proce
       "sample.spacing='logsnr' needs a finite log-SNR at both ends; rectified_flow has alpha = 0 "
       f'at t = 1 and sigma = 0 at t = 0: choose one of {[s for s in samplers.SPACINGS[:4]]}'
     )
+  if 'bpd' in config.eval.metrics:
+    if process.is_discrete:
+      raise ConfigError(
+        "eval.metrics 'bpd' integrates the probability-flow ODE: it needs a continuous "
+        f'objective.process, not {obj.process!r}'
+      )
+    ev = config.eval
+    _choice('eval.bpd_trace', ev.bpd_trace, ('auto', 'exact', 'hutchinson'))
+    if isinstance(ev.num_bins, bool) or not isinstance(ev.num_bins, int) or ev.num_bins in (1,):
+      raise ConfigError(f'eval.num_bins must be 0 (continuous data) or >= 2, got {ev.num_bins!r}')
+    if ev.num_bins < 0 or ev.bpd_num < 1 or ev.bpd_rtol <= 0 or ev.bpd_atol <= 0:
+      raise ConfigError(
+        'eval.num_bins >= 0, eval.bpd_num >= 1, eval.bpd_rtol > 0 and eval.bpd_atol > 0 are '
+        f'required; got {ev.num_bins}, {ev.bpd_num}, {ev.bpd_rtol}, {ev.bpd_atol}'
+      )
   if obj.conditional and not spec.num_classes:
     raise ConfigError(f'objective.conditional=True but data.name={spec.name!r} has no labels')
   if not 0 <= obj.label_dropout < 1:
