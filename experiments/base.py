@@ -91,7 +91,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.on_nonfinite = 'stop'  # stop | skip_step
 
   c.sample = ml_collections.ConfigDict()
-  # gen.samplers.SAMPLERS: ddpm | ddim | dpm_solver_2m | dpm_solver_3m | unipc | pc |
+  # gen.samplers.SAMPLERS: ddpm | ddim | dpm_solver_2m | dpm_solver_3m | unipc | unipc3 | pc |
   # reverse_diffusion | annealed_langevin (any process); euler | heun | rk4 | dopri5 |
   # euler_maruyama (continuous); edm (ve, edm).
   c.sample.sampler = 'ddpm'

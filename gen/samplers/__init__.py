@@ -14,6 +14,8 @@ takes, and where it applies:
   reverse_diffusion  score_sde's reverse-diffusion predictor                       (sde.py)
   pc                 predictor-corrector with a Langevin corrector at a target SNR (sde.py)
   annealed_langevin  NCSN's annealed Langevin dynamics                             (langevin.py)
+  dpm_solver_2m/3m   DPM-Solver++ multistep, orders 2 and 3                        (multistep.py)
+  unipc, unipc3      UniPC (bh2) predictor-corrector multistep, orders 2 and 3     (multistep.py)
 """
 
 import dataclasses
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gen.errors import ConfigError
-from gen.samplers import ddpm, langevin, ode, sde
+from gen.samplers import ddpm, langevin, multistep, ode, sde
 from gen.samplers.base import SPACINGS, DenoiseFn, SampleResult, timesteps
 from gen.samplers.langevin import langevin_step
 
@@ -64,6 +66,10 @@ SAMPLERS: dict[str, Sampler] = {
   'annealed_langevin': Sampler(
     langevin.annealed_langevin_sample, ('langevin_steps', 'step_ratio', 'noise_scale'), 100
   ),
+  'dpm_solver_2m': Sampler(functools.partial(multistep.dpm_solver_sample, order=2), (), 20),
+  'dpm_solver_3m': Sampler(functools.partial(multistep.dpm_solver_sample, order=3), (), 20),
+  'unipc': Sampler(functools.partial(multistep.unipc_sample, order=2), (), 20),
+  'unipc3': Sampler(functools.partial(multistep.unipc_sample, order=3), (), 20),
 }
 
 # config.sample field -> (check, what is allowed)
