@@ -111,14 +111,20 @@ def run_chain(
     return x, x if trajectory else None
 
   x, path = jax.lax.scan(body, x_init, (ts[:-1], ts[1:], keys[:-1]))
-  k_final, k_project = jax.random.split(keys[-1])
+  return finish(denoise_fn, x, ts, keys[-1], path, project, final_fn)
+
+
+def finish(denoise_fn, x, ts, key, path, project=None, final_fn=None):
+  """The last transition, ts[-1] -> clean data, after a sampler's scan: the x0 estimate (or
+  `final_fn(x, t, key)`), the projection, and the completed trajectory (None stays None)."""
+  k_final, k_project = jax.random.split(key)
   if final_fn is None:
     x = evaluate(denoise_fn, x, ts[-1])[0]
   else:
     x = final_fn(x, ts[-1], k_final)
   if project is not None:
     x = project(x, None, k_project)
-  if trajectory:
+  if path is not None:
     path = jnp.concatenate([path, x[None]], axis=0)
   return x, path
 

@@ -18,7 +18,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from gen.samplers.base import DenoiseFn, ProjectFn, SampleResult, alpha_sigma, evaluate
+from gen.samplers.base import DenoiseFn, ProjectFn, SampleResult, alpha_sigma, evaluate, finish
 
 LAMBDA_CLIP = 30.0
 VARIANTS = ('bh1', 'bh2')
@@ -53,11 +53,7 @@ def _scan_multistep(update, denoise_fn, process, x_init, key, ts, order, project
 
   steps = (jnp.arange(num - 1), ts[:-1], ts[1:], keys[:-1])
   (x, _, _), path = jax.lax.scan(body, (x_init, hist_m, hist_l), steps)
-  x = evaluate(denoise_fn, x, ts[-1])[0]
-  if project is not None:
-    x = project(x, None, keys[-1])
-  if trajectory:
-    path = jnp.concatenate([path, x[None]], axis=0)
+  x, path = finish(denoise_fn, x, ts, keys[-1], path, project)
   return SampleResult(x, num, path)
 
 
@@ -244,9 +240,5 @@ def unipc_sample(
   t_prev = jnp.concatenate([ts[:1], ts[:-2]])
   steps = (jnp.arange(num - 1), t_prev, ts[:-1], ts[1:], keys[:-1])
   (x, _, _, _, _), path = jax.lax.scan(body, carry0, steps)
-  x = evaluate(denoise_fn, x, ts[-1])[0]
-  if project is not None:
-    x = project(x, None, keys[-1])
-  if trajectory:
-    path = jnp.concatenate([path, x[None]], axis=0)
+  x, path = finish(denoise_fn, x, ts, keys[-1], path, project)
   return SampleResult(x, num, path)

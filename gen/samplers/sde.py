@@ -63,36 +63,33 @@ def reverse_diffusion_step(denoise_fn: DenoiseFn, process):
   return step
 
 
-def euler_maruyama_sample(
-  denoise_fn: DenoiseFn,
-  process,
-  x_init: chex.Array,
-  key: jax.Array,
-  ts: chex.Array,
-  *,
-  project: ProjectFn | None = None,
-  trajectory: bool = False,
-) -> SampleResult:
-  """Euler-Maruyama on the reverse SDE along `ts` (NFE = N); continuous processes only."""
-  step = euler_maruyama_step(denoise_fn, process)
-  x, path = run_chain(step, denoise_fn, x_init, ts, key, project, trajectory)
-  return SampleResult(x, ts.shape[0], path)
+def _one_step_sampler(make_step, doc: str):
+  """A sampler that scans the one-step update `make_step(denoise_fn, process)` (NFE = N)."""
+
+  def sample(
+    denoise_fn: DenoiseFn,
+    process,
+    x_init: chex.Array,
+    key: jax.Array,
+    ts: chex.Array,
+    *,
+    project: ProjectFn | None = None,
+    trajectory: bool = False,
+  ) -> SampleResult:
+    step = make_step(denoise_fn, process)
+    x, path = run_chain(step, denoise_fn, x_init, ts, key, project, trajectory)
+    return SampleResult(x, ts.shape[0], path)
+
+  sample.__doc__ = doc
+  return sample
 
 
-def reverse_diffusion_sample(
-  denoise_fn: DenoiseFn,
-  process,
-  x_init: chex.Array,
-  key: jax.Array,
-  ts: chex.Array,
-  *,
-  project: ProjectFn | None = None,
-  trajectory: bool = False,
-) -> SampleResult:
-  """The reverse-diffusion predictor alone along `ts` (NFE = N)."""
-  step = reverse_diffusion_step(denoise_fn, process)
-  x, path = run_chain(step, denoise_fn, x_init, ts, key, project, trajectory)
-  return SampleResult(x, ts.shape[0], path)
+euler_maruyama_sample = _one_step_sampler(
+  euler_maruyama_step, 'Euler-Maruyama on the reverse SDE along `ts` (NFE = N); continuous only.'
+)
+reverse_diffusion_sample = _one_step_sampler(
+  reverse_diffusion_step, 'The reverse-diffusion predictor alone along `ts` (NFE = N).'
+)
 
 
 def langevin_corrector(
