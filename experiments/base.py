@@ -5,7 +5,8 @@ a typo fails). Sections:
   data       which dataset, where it lives, the global batch size.
   model      `name` picks the network; the sub-section of that name holds its keyword args.
   objective  `name` picks the objective (gen.objectives.OBJECTIVES); its own fields follow.
-  optim      the optimizer of the objective's network(s).
+  optim      the optimizer of the objective's network (a GAN's generator).
+  optim_d    a GAN's discriminator optimizer (TTUR: its own learning rate and betas).
   train      run length, intervals, EMA, what to do on a non-finite loss.
   sample     the sampler and how many samples a picture shows.
   eval       which metrics `--mode=eval` (and training, every eval_every steps) computes.
@@ -29,6 +30,26 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.name = 'mlp'
   c.model.mlp = ml_collections.ConfigDict(
     dict(features=(256, 256, 256), time_dim=64, embedding='sinusoidal')
+  )
+  # GAN pairs (objective 'gan'): gan_mlp for vectors, dcgan for images (gen.models.gan).
+  c.model.gan_mlp = ml_collections.ConfigDict(
+    dict(
+      g_features=(256, 256, 256),
+      d_features=(256, 256, 256),
+      g_norm='none',  # batch | layer | none
+      d_norm='none',
+      spectral_norm=False,  # on every discriminator layer
+    )
+  )
+  c.model.dcgan = ml_collections.ConfigDict(
+    dict(
+      g_ch=64,
+      d_ch=64,
+      g_norm='batch',  # batch (DCGAN) | layer | none
+      d_norm='batch',  # batch (DCGAN) | layer (WGAN-GP) | none (SNGAN)
+      spectral_norm=False,
+      extra_convs=False,  # True: SNGAN's "standard CNN" (a 3x3 conv at every resolution)
+    )
   )
   c.model.unet = ml_collections.ConfigDict(
     dict(
@@ -70,8 +91,24 @@ def get_config() -> ml_collections.ConfigDict:
   c.objective.edm_preconditioning = False
   c.objective.conditional = False  # class-conditional on the data's labels
   c.objective.label_dropout = 0.1  # null-label rate, for classifier-free guidance
+  # GAN (objective 'gan', gen.objectives.gan): minimax | non_saturating | least_squares | hinge |
+  # wasserstein.
+  c.objective.loss = 'non_saturating'
+  c.objective.latent_dim = 100
+  c.objective.n_critic = 1  # discriminator updates per generator update
+  c.objective.gp_weight = 0.0  # WGAN-GP lambda (10); 0: off
+  c.objective.r1_weight = 0.0  # R1 gamma (penalty gamma/2 E|grad D(x)|^2); 0: off
+  c.objective.clip_value = 0.0  # WGAN weight clipping c (0.01); 0: off
+  c.objective.augment = ''  # DiffAugment policies, comma-separated: color,translation,cutout
+  c.objective.pack = 1  # PacGAN degree m
+  c.objective.cond_discriminator = 'projection'  # projection | concat
+  c.objective.rejection_sampling = False  # discriminator rejection sampling at sampling time
+  c.objective.drs_candidates = 4  # candidates drawn per returned sample
+  c.objective.drs_percentile = 80.0  # gamma = this percentile of F over the candidates
 
+  # The optimizer of the objective's network (a GAN's generator); optim_d: a GAN's discriminator.
   c.optim = ml_collections.ConfigDict()
+  c.optim.optimizer = 'adam'  # adam (AdamW) | rmsprop
   c.optim.lr = 1e-3
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
@@ -79,6 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 0
   c.optim.schedule = 'constant'  # constant | cosine (decays to 0 at train.num_steps)
   c.optim.grad_clip = 0.0  # global-norm clipping; 0 disables
+  c.optim_d = ml_collections.ConfigDict(c.optim.to_dict())
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 1000

@@ -72,11 +72,13 @@ def apply_gradients(
 
 
 SCHEDULES = ('constant', 'cosine')
+OPTIMIZERS = ('adam', 'rmsprop')
 
 
 def make_optimizer(
   *,
   lr: float,
+  optimizer: str = 'adam',
   b1: float = 0.9,
   b2: float = 0.999,
   weight_decay: float = 0.0,
@@ -86,9 +88,11 @@ def make_optimizer(
   total_steps: int = 1,
   field: str = 'optim',
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Adam(W) with optional linear warm-up, cosine decay and global-norm clipping.
+  """Adam(W) or RMSProp with optional linear warm-up, cosine decay and global-norm clipping.
 
   Args:
+    optimizer: 'adam' (AdamW) or 'rmsprop' (decay 0.99, eps 1e-8: PyTorch's defaults, which
+      the WGAN paper's weight-clipping runs used; b1/b2 are ignored).
     lr, b1, b2, weight_decay: AdamW hyper-parameters (Kingma & Ba 2015; Loshchilov & Hutter 2019).
     warmup_steps: linear warm-up from 0 to `lr`.
     schedule: 'constant' or 'cosine' (decay to 0 at `total_steps`).
@@ -106,6 +110,8 @@ def make_optimizer(
       raise ConfigError(f'{field}.{name} must be in [0, 1), got {beta}')
   if weight_decay < 0 or warmup_steps < 0 or grad_clip < 0:
     raise ConfigError(f'{field}.weight_decay, warmup_steps and grad_clip must be >= 0')
+  if optimizer not in OPTIMIZERS:
+    raise ConfigError(f'{field}.optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}')
   if schedule not in SCHEDULES:
     raise ConfigError(f'{field}.schedule={schedule!r} is unknown; choose one of {SCHEDULES}')
   if schedule == 'cosine':
@@ -116,7 +122,12 @@ def make_optimizer(
     lr_fn = optax.linear_schedule(0.0, lr, warmup_steps)
   else:
     lr_fn = optax.constant_schedule(lr)
-  tx = optax.adamw(lr_fn, b1=b1, b2=b2, weight_decay=weight_decay)
+  if optimizer == 'adam':
+    tx = optax.adamw(lr_fn, b1=b1, b2=b2, weight_decay=weight_decay)
+  else:
+    tx = optax.chain(
+      optax.add_decayed_weights(weight_decay), optax.rmsprop(lr_fn, decay=0.99, eps=1e-8)
+    )
   if grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
   return tx, lr_fn

@@ -179,20 +179,26 @@ def make_sample_fn(setup: Setup, num: int):
   return run
 
 
-def save_trajectory_picture(setup: Setup, state: TrainState, path: str, rng, num: int = 8):
-  """For image data: `num` samples' denoising paths, one row each, noise on the left (process 0).
+# objective method -> file suffix of its picture: each returns [frames, rows, ...] for image data
+STRIPS = {'trajectory': '_trajectory', 'interpolation': '_interpolation'}
 
-  The objective's `trajectory(state, rng, num)` gives [frames, num, ...]; objectives without one
-  (and 2-D data) draw nothing.
-  """
-  if setup.spec.kind != 'images' or not hasattr(setup.objective, 'trajectory'):
+
+def save_strip_pictures(setup: Setup, state: TrainState, stem: str, rng, num: int = 8) -> None:
+  """For image data, the objective's strips as `{stem}{suffix}.png`, one row per path, frames
+  left to right (process 0 writes): a diffusion model's denoising trajectory (noise on the
+  left), a GAN's latent interpolations. Objectives without such a method, and 2-D data, draw
+  nothing."""
+  if setup.spec.kind != 'images':
     return
-  path_fn = jax.jit(lambda st, r: setup.objective.trajectory(st, r, num))
-  frames = np.asarray(jax.device_get(path_fn(state, rng)))  # [F, num, H, W, C]
-  if jax.process_index() != 0:
-    return
-  rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
-  images.save_samples_picture(path, rows, kind='images', ncols=frames.shape[0])
+  for method, suffix in STRIPS.items():
+    if not hasattr(setup.objective, method):
+      continue
+    fn = jax.jit(lambda st, r, m=method: getattr(setup.objective, m)(st, r, num))
+    frames = np.asarray(jax.device_get(fn(state, rng)))  # [F, rows, H, W, C]
+    if jax.process_index() != 0:
+      continue
+    rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
+    images.save_samples_picture(stem + suffix + '.png', rows, kind='images', ncols=frames.shape[0])
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
@@ -271,6 +277,8 @@ def compute_metrics(setup: Setup, state: TrainState, step: int, sample_fn=None) 
   )
   if 'nfe' in out:
     values['sample_nfe'] = int(out['nfe'])
+  if 'acceptance' in out:  # discriminator rejection sampling
+    values['drs_acceptance'] = float(out['acceptance'])
   if 'bpd' in names:
     values.update(compute_bpd(setup, state, step))
   return values
@@ -392,7 +400,9 @@ class MetricLog:
     means['skipped_steps'] = float(self.skipped)
     self.writer.write(step, means)
     total = self.setup.config.train.num_steps
-    shown = ' '.join(f'{k}={v:.4g}' for k, v in means.items() if k in ('loss', 'steps_per_sec'))
+    shown = ' '.join(
+      f'{k}={v:.4g}' for k, v in means.items() if k.startswith('loss') or k == 'steps_per_sec'
+    )
     logging.info('step %d/%d %s %s', step, total, _progress(step, total, 1 / steps_per_sec), shown)
 
 
@@ -502,8 +512,7 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
     hooks.picture(state, final)
     rng = jax.random.fold_in(jax.random.key(config.seed + 4), final)
-    path = os.path.join(workdir, 'samples', f'step_{final}_trajectory.png')
-    save_trajectory_picture(setup, state, path, rng)
+    save_strip_pictures(setup, state, os.path.join(workdir, 'samples', f'step_{final}'), rng)
     hooks.evaluate(state, final)
   logging.info('training done at step %d (%.1f s)', final, time.perf_counter() - t0)
   return state
@@ -592,7 +601,6 @@ def sample(config, workdir: str, num: int, step: int | None = None) -> str:
     os.replace(path + '.tmp', path)
     picture = path[: -len('.npz')] + '.png'
     save_picture(setup, picture, arrays['samples'], f'step {step}', 'labels' in arrays)
-  trajectory = path[: -len('.npz')] + '_trajectory.png'
-  save_trajectory_picture(setup, state, trajectory, jax.random.fold_in(rng, 1))
+  save_strip_pictures(setup, state, path[: -len('.npz')], jax.random.fold_in(rng, 1))
   logging.info('wrote %d samples of step %d to %s', num, step, path)
   return path

@@ -12,7 +12,7 @@ from gen import models, processes, samplers
 from gen import state as state_lib
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
-from gen.objectives import diffusion
+from gen.objectives import diffusion, gan
 from gen.processes import parameterization
 
 # The objective fields each process takes (gen.processes.make validates their values).
@@ -130,8 +130,95 @@ def _make_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec) -> dif
   )
 
 
+def _check_gan(config: ml_collections.ConfigDict, spec: DatasetSpec, augment) -> None:
+  """Every GAN combination that cannot work fails here, before compiling."""
+  obj, batch = config.objective, config.data.batch_size
+  _choice('objective.loss', obj.loss, gan.LOSSES)
+  if config.model.name not in models.gan.GAN_MODELS:
+    raise ConfigError(
+      f"objective.name='gan' needs a generator/discriminator pair: model.name in "
+      f'{list(models.gan.GAN_MODELS)}, not {config.model.name!r}'
+    )
+  for field in ('latent_dim', 'n_critic', 'pack', 'drs_candidates'):
+    if isinstance(obj[field], bool) or not isinstance(obj[field], int) or obj[field] < 1:
+      raise ConfigError(f'objective.{field} must be an integer >= 1, got {obj[field]!r}')
+  for field in ('gp_weight', 'r1_weight', 'clip_value'):
+    if obj[field] < 0:
+      raise ConfigError(f'objective.{field} must be >= 0 (0: off), got {obj[field]}')
+  if batch % (obj.n_critic * obj.pack):
+    raise ConfigError(
+      f'data.batch_size={batch} must be a multiple of objective.n_critic * objective.pack = '
+      f'{obj.n_critic * obj.pack} (the batch is split over the critic steps, then packed)'
+    )
+  d_norm = config.model[config.model.name].get('d_norm', 'none')
+  if obj.gp_weight and d_norm == 'batch':
+    raise ConfigError(
+      f'objective.gp_weight > 0 penalises per-example gradients, which batch normalisation in '
+      f"the discriminator couples: set model.{config.model.name}.d_norm to 'layer' or 'none' "
+      '(Gulrajani et al. 2017 use layer norm)'
+    )
+  bad = [a for a in augment if a not in gan.AUGMENTATIONS]
+  if bad:
+    raise ConfigError(f'objective.augment: {bad} unknown; choose from {list(gan.AUGMENTATIONS)}')
+  if augment and spec.kind != 'images':
+    raise ConfigError(f'objective.augment={obj.augment!r} needs image data; {spec.name!r} is not')
+  if obj.conditional and not spec.num_classes:
+    raise ConfigError(f'objective.conditional=True but data.name={spec.name!r} has no labels')
+  if obj.conditional and obj.pack > 1:
+    raise ConfigError('objective.pack > 1 is for unconditional GANs; set objective.pack=1')
+  if obj.rejection_sampling:
+    if not gan.LOSSES[obj.loss][2]:
+      raise ConfigError(
+        'objective.rejection_sampling reads log p_data/p_g from a real-vs-fake logit: needs '
+        f"objective.loss in ('minimax', 'non_saturating'), not {obj.loss!r}"
+      )
+    if obj.pack > 1 or obj.conditional:
+      raise ConfigError('objective.rejection_sampling needs pack=1 and an unconditional GAN')
+    if not 0 <= obj.drs_percentile <= 100:
+      raise ConfigError(f'objective.drs_percentile must be in [0, 100], got {obj.drs_percentile}')
+
+
+def _make_gan(config: ml_collections.ConfigDict, spec: DatasetSpec) -> gan.GAN:
+  obj = config.objective
+  augment = tuple(a.strip() for a in obj.augment.split(',') if a.strip())
+  _check_gan(config, spec, augment)
+  num_classes = spec.num_classes if obj.conditional else 0
+  section = config.model[config.model.name].to_dict()
+  generator, discriminator = models.gan.make_pair(
+    config.model.name, tuple(spec.shape), section, num_classes, obj.cond_discriminator
+  )
+  total = config.train.num_steps
+  tx_g, lr_g = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=total)
+  tx_d, lr_d = state_lib.make_optimizer(
+    **config.optim_d.to_dict(), total_steps=total, field='optim_d'
+  )
+  return gan.GAN(
+    generator=generator,
+    discriminator=discriminator,
+    loss=obj.loss,
+    tx_g=tx_g,
+    tx_d=tx_d,
+    lr_g=lr_g,
+    lr_d=lr_d,
+    ema_rate=config.train.ema_rate,
+    shape=tuple(spec.shape),
+    latent_dim=obj.latent_dim,
+    n_critic=obj.n_critic,
+    gp_weight=obj.gp_weight,
+    r1_weight=obj.r1_weight,
+    clip_value=obj.clip_value,
+    augment=augment,
+    pack=obj.pack,
+    num_classes=num_classes,
+    rejection_sampling=obj.rejection_sampling,
+    drs_candidates=obj.drs_candidates,
+    drs_percentile=obj.drs_percentile,
+    use_ema=config.sample.use_ema,
+  )
+
+
 # name -> factory(config, dataset spec) -> objective
-OBJECTIVES = {'diffusion': _make_diffusion}
+OBJECTIVES = {'diffusion': _make_diffusion, 'gan': _make_gan}
 
 
 def make(config: ml_collections.ConfigDict, spec: DatasetSpec):
