@@ -187,7 +187,7 @@ def pack(x: jax.Array, m: int) -> jax.Array:
 def rejection_sample(
   key: jax.Array, candidates: jax.Array, logits: jax.Array, num: int, percentile: float
 ) -> tuple[jax.Array, jax.Array]:
-  """Discriminator rejection sampling (Azadi et al. 2019, eq. 8), under jit with a fixed output size.
+  """Discriminator rejection sampling (Azadi et al. 2019, eq. 8) under jit, with a fixed size.
 
   With D's logit l(x) ~ log p_data(x)/p_g(x) (exact at the optimal discriminator), accept x with
   probability sigmoid(F(x)), F = l - l_max - log(1 - exp(l - l_max - eps)) - gamma, where l_max is
