@@ -51,6 +51,13 @@ def get_config() -> ml_collections.ConfigDict:
       extra_convs=False,  # True: SNGAN's "standard CNN" (a 3x3 conv at every resolution)
     )
   )
+  # Energy / score networks (objective 'ebm', gen.models.energy).
+  c.model.energy_mlp = ml_collections.ConfigDict(
+    dict(features=(128, 128, 128), spectral_norm=False)
+  )
+  c.model.score_mlp = ml_collections.ConfigDict(dict(features=(128, 128, 128), spectral_norm=False))
+  c.model.energy_conv = ml_collections.ConfigDict(dict(ch=32, num_levels=2, spectral_norm=False))
+  c.model.rbm = ml_collections.ConfigDict(dict(num_hidden=64))
   c.model.unet = ml_collections.ConfigDict(
     dict(
       ch=64,
@@ -105,6 +112,22 @@ def get_config() -> ml_collections.ConfigDict:
   c.objective.rejection_sampling = False  # discriminator rejection sampling at sampling time
   c.objective.drs_candidates = 4  # candidates drawn per returned sample
   c.objective.drs_percentile = 80.0  # gamma = this percentile of F over the candidates
+  # EBM (objective 'ebm', gen.objectives.ebm): objective.loss is cd | exact_sm | sliced_sm | dsm.
+  c.objective.energy_alpha = 1.0  # cd: weight of the energy-magnitude penalty
+  c.objective.chain_steps = 20  # cd: Langevin steps (RBM: Gibbs sweeps, CD-k) per negative
+  c.objective.step_size = 0.01  # Langevin a: x <- x - a/2 grad E + noise_scale sqrt(a) xi
+  c.objective.noise_scale = 1.0
+  c.objective.chain_grad_clip = 0.0  # clip grad E elementwise in the chains; 0: off
+  c.objective.mala = False  # Metropolis-adjusted Langevin (needs noise_scale 1, no clipping)
+  c.objective.chain_init = 'buffer'  # noise | data (CD-k) | buffer (replay; reinit_prob 0: PCD)
+  c.objective.buffer_size = 10_000
+  c.objective.reinit_prob = 0.05
+  c.objective.init_range = 1.0  # noise starts: uniform in [-r, r] per coordinate
+  c.objective.sample_chain_steps = 100  # chain steps from noise when sampling
+  c.objective.sm_projections = 1  # sliced_sm: projections per example
+  c.objective.sm_projection = 'rademacher'  # rademacher | gaussian
+  c.objective.sm_variance_reduced = True  # sliced_sm: SSM-VR (Song et al. 2019, eq. 8)
+  c.objective.dsm_sigma = 0.1  # dsm: the noise level
 
   # The optimizer of the objective's network (a GAN's generator); optim_d: a GAN's discriminator.
   c.optim = ml_collections.ConfigDict()
@@ -126,7 +149,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.sample_every = 1000
   c.train.eval_every = 0  # 0: evaluate only at the end of the run
   c.train.ema_rate = 0.999
-  c.train.on_nonfinite = 'stop'  # stop | skip_step
+  # stop | skip_step | rollback (to the last good checkpoint, with a new key)
+  c.train.on_nonfinite = 'stop'
+  c.train.max_rollbacks = 3  # rollback: give up (NonFiniteError) after this many
 
   c.sample = ml_collections.ConfigDict()
   # gen.samplers.SAMPLERS: ddpm | ddim | dpm_solver_2m | dpm_solver_3m | unipc | unipc3 | pc |

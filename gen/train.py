@@ -32,11 +32,21 @@ from gen.utils import images
 from gen.utils import workdir as workdir_lib
 from gen.utils.writers import MetricWriter
 
-ON_NONFINITE = ('stop', 'skip_step')
+ON_NONFINITE = ('stop', 'skip_step', 'rollback')
+ROLLBACKS_KEY = 'gen_rollbacks'  # saved next to the data position: the seed offset after rollbacks
 
 
 class NonFiniteError(RuntimeError):
-  """A step produced a non-finite loss or gradient and `train.on_nonfinite` is 'stop'."""
+  """A step produced a non-finite loss or gradient and `train.on_nonfinite` is 'stop' (or
+  'rollback' gave up after `train.max_rollbacks` tries)."""
+
+
+class Diverged(Exception):
+  """Raised inside the loop when `train.on_nonfinite` is 'rollback' and a step was not finite."""
+
+  def __init__(self, step: int, bad: list[str]):
+    super().__init__(f'step {step}: non-finite {", ".join(bad)}')
+    self.step = step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,6 +91,8 @@ def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None
     raise ConfigError(f'train.ema_rate must be in [0, 1), got {t.ema_rate}')
   if t.on_nonfinite not in ON_NONFINITE:
     raise ConfigError(f'train.on_nonfinite={t.on_nonfinite!r}; choose one of {ON_NONFINITE}')
+  if t.max_rollbacks < 0:
+    raise ConfigError(f'train.max_rollbacks must be >= 0, got {t.max_rollbacks}')
   if config.sample.num < 1 or config.eval.num_samples < 1:
     raise ConfigError('sample.num and eval.num_samples must be >= 1')
   batch, n = config.data.batch_size, mesh.size
@@ -378,6 +390,8 @@ class MetricLog:
     for step, m in host:
       if m.pop('nonfinite'):
         bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v))) or ['gradient']
+        if self.setup.config.train.on_nonfinite == 'rollback':
+          raise Diverged(step, bad)
         if self.setup.config.train.on_nonfinite == 'stop':
           raise NonFiniteError(
             f'step {step}: non-finite {", ".join(bad)}; stopped without saving (last good '
@@ -494,6 +508,10 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   state, data_state = restore_or_init(setup, manager)
   if state is None:
     state = init_state(setup)
+  rollbacks = 0
+  if data_state:
+    data_state = dict(data_state)
+    rollbacks = int(data_state.pop(ROLLBACKS_KEY, 0))
   data_iter = make_loader_iter(setup)
   if data_state:
     data_lib.restore_iterator(data_iter, data_state)
@@ -507,7 +525,7 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   )
   t0 = time.perf_counter()
   if start < config.train.num_steps:
-    state = _loop(setup, state, data_iter, manager, hooks)
+    state = _loop_with_rollback(setup, state, data_iter, manager, hooks, rollbacks)
   final = int(state.step)
   if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
     hooks.picture(state, final)
@@ -518,45 +536,99 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   return state
 
 
-def _loop(setup: Setup, state: TrainState, data_iter, manager, hooks: _Hooks) -> TrainState:
+def base_key(seed: int, rollbacks: int) -> jax.Array:
+  """The key every step folds its step number into; each rollback moves to a new one."""
+  key = jax.random.key(seed)
+  return jax.random.fold_in(key, 2**31 - rollbacks) if rollbacks else key
+
+
+def _loop_with_rollback(setup: Setup, state, data_iter, manager, hooks, rollbacks: int):
+  """`_loop`, and with train.on_nonfinite='rollback': on a non-finite step, go back to the last
+  good checkpoint (state and data position; the step-0 state if none was saved yet), move to a
+  new key, and continue; give up after train.max_rollbacks rollbacks in this process. A bad step
+  is caught before the next save, so checkpoints only ever hold finite states."""
+  tries = 0
+  step_fn = None
+  while True:
+    try:
+      return _loop(setup, state, data_iter, manager, hooks, rollbacks, step_fn)
+    except Diverged as e:
+      tries += 1
+      limit = setup.config.train.max_rollbacks
+      manager.wait_until_finished()
+      last = manager.latest_step()
+      if tries > limit:
+        kept = f'the last good checkpoint (step {last}) is kept' if last else 'no checkpoint yet'
+        raise NonFiniteError(
+          f'{e}; gave up after {limit} rollbacks (train.max_rollbacks); {kept}'
+        ) from None
+      state, data_state = restore_or_init(setup, manager)
+      data_iter = make_loader_iter(setup)
+      if state is None:
+        state = init_state(setup)
+      else:
+        data_state = dict(data_state)
+        data_state.pop(ROLLBACKS_KEY, None)
+        data_lib.restore_iterator(data_iter, data_state)
+      rollbacks += 1
+      step_fn = getattr(e, 'step_fn', None)
+      logging.warning(
+        '%s: rolled back to step %d with a new key (rollback %d of at most %d)',
+        e,
+        int(state.step),
+        tries,
+        limit,
+      )
+      hooks.writer.write(int(state.step), {'rollbacks': float(rollbacks)})
+
+
+def _loop(
+  setup: Setup, state, data_iter, manager, hooks: _Hooks, rollbacks: int = 0, step_fn=None
+) -> TrainState:
   """Steps from `state.step` to `train.num_steps`; logs, draws, evaluates and saves on the way."""
   t = setup.config.train
   start = int(state.step)
   last_ckpt = start if start else None
-  base_key = jax.device_put(jax.random.key(setup.config.seed), setup.replicated)
-  t0 = time.perf_counter()
+  key = jax.device_put(base_key(setup.config.seed, rollbacks), setup.replicated)
   batch = to_global(next(data_iter), setup.batch_sharding)
-  step_fn = make_train_step(setup).lower(state, batch, base_key).compile()
-  compile_seconds = time.perf_counter() - t0
-  logging.info('compiled the train step in %.1f s (starting at step %d)', compile_seconds, start)
-  hooks.writer.write(start, {'compile_seconds': compile_seconds})
+  if step_fn is None:
+    t0 = time.perf_counter()
+    step_fn = make_train_step(setup).lower(state, batch, key).compile()
+    compile_seconds = time.perf_counter() - t0
+    logging.info('compiled the train step in %.1f s (starting at step %d)', compile_seconds, start)
+    hooks.writer.write(start, {'compile_seconds': compile_seconds})
 
   log = MetricLog(hooks.writer, setup)
   stop = StopSignal()
-  with stop.installed():
-    for step in range(start, t.num_steps):
-      state, metrics = step_fn(state, batch, base_key)
-      log.add(step, metrics)
-      done = step + 1
-      if done % t.log_every == 0 or done == t.num_steps:
-        log.flush(last_ckpt)
-      side_start = time.perf_counter()  # pictures, evals, saves: not counted as step time
-      if done % t.sample_every == 0 and done != t.num_steps:
-        hooks.picture(state, done)
-      if t.eval_every and done % t.eval_every == 0 and done != t.num_steps:
-        hooks.evaluate(state, done)
-      if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
-        log.flush(last_ckpt, write=False)
-        ckpt_lib.save(manager, done, state, data_lib.iterator_state(data_iter), force=True)
-        last_ckpt = done
-      log.window_start += time.perf_counter() - side_start
-      if stop.signum is not None:
-        manager.wait_until_finished()
-        logging.warning('signal %d: saved checkpoint of step %d; exiting', stop.signum, done)
-        raise Interrupted(stop.signum, done)
-      if done < t.num_steps:
-        batch = to_global(next(data_iter), setup.batch_sharding)
-  log.flush(last_ckpt)
+  try:
+    with stop.installed():
+      for step in range(start, t.num_steps):
+        state, metrics = step_fn(state, batch, key)
+        log.add(step, metrics)
+        done = step + 1
+        if done % t.log_every == 0 or done == t.num_steps:
+          log.flush(last_ckpt)
+        side_start = time.perf_counter()  # pictures, evals, saves: not counted as step time
+        if done % t.sample_every == 0 and done != t.num_steps:
+          hooks.picture(state, done)
+        if t.eval_every and done % t.eval_every == 0 and done != t.num_steps:
+          hooks.evaluate(state, done)
+        if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
+          log.flush(last_ckpt, write=False)
+          data_state = {**data_lib.iterator_state(data_iter), ROLLBACKS_KEY: rollbacks}
+          ckpt_lib.save(manager, done, state, data_state, force=True)
+          last_ckpt = done
+        log.window_start += time.perf_counter() - side_start
+        if stop.signum is not None:
+          manager.wait_until_finished()
+          logging.warning('signal %d: saved checkpoint of step %d; exiting', stop.signum, done)
+          raise Interrupted(stop.signum, done)
+        if done < t.num_steps:
+          batch = to_global(next(data_iter), setup.batch_sharding)
+    log.flush(last_ckpt)
+  except Diverged as e:
+    e.step_fn = step_fn  # the compiled step serves the rolled-back state too
+    raise
   return state
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import flax.linen as nn
 
 from gen.errors import ConfigError
-from gen.models import gan, mlp, unet
+from gen.models import energy, gan, mlp, unet
 
 
 def _make_mlp(shape: tuple[int, ...], **kwargs) -> nn.Module:
@@ -38,6 +38,10 @@ MODELS = {'mlp': _make_mlp, 'unet': _make_unet}
 
 def make(name: str, shape: tuple[int, ...], kwargs: dict[str, Any]) -> nn.Module:
   """Builds network `name` for examples of `shape`; fails before compiling on a bad choice."""
+  if name in energy.ENERGY_MODELS:
+    raise ConfigError(
+      f"model.name={name!r} is an energy/score network: it needs objective.name='ebm'"
+    )
   if name in gan.GAN_MODELS:
     raise ConfigError(
       f"model.name={name!r} is a GAN generator/discriminator pair: it needs objective.name='gan'; "

@@ -12,7 +12,7 @@ from gen import models, processes, samplers
 from gen import state as state_lib
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
-from gen.objectives import diffusion, gan
+from gen.objectives import diffusion, ebm, gan
 from gen.processes import parameterization
 
 # The objective fields each process takes (gen.processes.make validates their values).
@@ -217,8 +217,105 @@ def _make_gan(config: ml_collections.ConfigDict, spec: DatasetSpec) -> gan.GAN:
   )
 
 
+# model.name -> what the network outputs, for objective 'ebm'
+EBM_MODELS = {
+  'energy_mlp': 'energy',
+  'energy_conv': 'energy',
+  'score_mlp': 'score',
+  'rbm': 'energy',
+}
+
+
+def _check_ebm(config: ml_collections.ConfigDict, spec: DatasetSpec) -> None:
+  """Every EBM combination that cannot work fails here, before compiling."""
+  obj, name = config.objective, config.model.name
+  _choice('objective.loss', obj.loss, ebm.LOSSES)
+  if name not in EBM_MODELS:
+    raise ConfigError(
+      f"objective.name='ebm' needs an energy or score network: model.name in "
+      f'{sorted(EBM_MODELS)}, not {name!r}'
+    )
+  vector = name in ('energy_mlp', 'score_mlp')
+  if vector and len(spec.shape) != 1:
+    raise ConfigError(f'model.name={name!r} takes vectors; {spec.name!r} has shape {spec.shape}')
+  if name == 'energy_conv' and spec.kind != 'images':
+    raise ConfigError(f"model.name='energy_conv' takes images; {spec.name!r} is not images")
+  if name == 'rbm' and (spec.kind != 'images' or obj.loss != 'cd'):
+    raise ConfigError("model.name='rbm' trains on (binarised) images with objective.loss='cd'")
+  if EBM_MODELS[name] == 'score' and obj.loss == 'cd':
+    raise ConfigError(
+      "objective.loss='cd' needs energies: a score network has none; use model.name "
+      "'energy_mlp' or 'energy_conv', or a score-matching loss"
+    )
+  if obj.loss == 'exact_sm' and (len(spec.shape) != 1 or spec.shape[0] > 64):
+    raise ConfigError(
+      "objective.loss='exact_sm' computes the Jacobian trace exactly (one pass per dimension): "
+      f"for vectors of <= 64 dims, not {spec.name!r} {spec.shape}; use 'sliced_sm' or 'dsm'"
+    )
+  _choice('objective.chain_init', obj.chain_init, ebm.CHAIN_INITS)
+  _choice('objective.sm_projection', obj.sm_projection, ebm.PROJECTIONS)
+  for field in ('chain_steps', 'sample_chain_steps', 'buffer_size', 'sm_projections'):
+    if isinstance(obj[field], bool) or not isinstance(obj[field], int) or obj[field] < 1:
+      raise ConfigError(f'objective.{field} must be an integer >= 1, got {obj[field]!r}')
+  for field in ('step_size', 'init_range', 'dsm_sigma'):
+    if not obj[field] > 0:
+      raise ConfigError(f'objective.{field} must be > 0, got {obj[field]}')
+  if obj.noise_scale < 0 or obj.chain_grad_clip < 0 or obj.energy_alpha < 0:
+    raise ConfigError('objective.noise_scale, chain_grad_clip and energy_alpha must be >= 0')
+  if not 0 <= obj.reinit_prob <= 1:
+    raise ConfigError(f'objective.reinit_prob must be in [0, 1], got {obj.reinit_prob}')
+  if obj.mala and (obj.noise_scale != 1.0 or obj.chain_grad_clip):
+    raise ConfigError(
+      'objective.mala=True corrects the Langevin proposal N(x - a/2 grad E, a I): it needs '
+      f'objective.noise_scale=1 and chain_grad_clip=0, got {obj.noise_scale}, {obj.chain_grad_clip}'
+    )
+  if obj.chain_init == 'buffer' and obj.buffer_size < config.data.batch_size:
+    raise ConfigError(
+      f'objective.buffer_size={obj.buffer_size} must hold at least one batch '
+      f'(data.batch_size={config.data.batch_size})'
+    )
+  if obj.conditional:
+    raise ConfigError('objective.conditional: the EBM objective is unconditional')
+
+
+def _make_ebm(config: ml_collections.ConfigDict, spec: DatasetSpec) -> ebm.EBM:
+  obj = config.objective
+  _check_ebm(config, spec)
+  section = config.model[config.model.name].to_dict()
+  model = models.energy.make(config.model.name, section)
+  tx, lr_fn = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=config.train.num_steps)
+  bounds = (-1.0, 1.0) if spec.kind == 'images' else None
+  return ebm.EBM(
+    model=model,
+    output=EBM_MODELS[config.model.name],
+    loss=obj.loss,
+    tx=tx,
+    lr_fn=lr_fn,
+    ema_rate=config.train.ema_rate,
+    shape=tuple(spec.shape),
+    alpha=obj.energy_alpha,
+    chain_steps=obj.chain_steps,
+    step_size=obj.step_size,
+    noise_scale=obj.noise_scale,
+    chain_grad_clip=obj.chain_grad_clip,
+    mala=obj.mala,
+    chain_init=obj.chain_init,
+    buffer_size=obj.buffer_size,
+    reinit_prob=obj.reinit_prob,
+    init_range=obj.init_range,
+    bounds=bounds,
+    sample_steps=obj.sample_chain_steps,
+    num_projections=obj.sm_projections,
+    projection=obj.sm_projection,
+    variance_reduced=obj.sm_variance_reduced,
+    dsm_sigma=obj.dsm_sigma,
+    gibbs=config.model.name == 'rbm',
+    use_ema=config.sample.use_ema,
+  )
+
+
 # name -> factory(config, dataset spec) -> objective
-OBJECTIVES = {'diffusion': _make_diffusion, 'gan': _make_gan}
+OBJECTIVES = {'diffusion': _make_diffusion, 'gan': _make_gan, 'ebm': _make_ebm}
 
 
 def make(config: ml_collections.ConfigDict, spec: DatasetSpec):

@@ -1,0 +1,63 @@
+"""A Bernoulli RBM on binarised digits, trained by persistent contrastive divergence.
+
+Command:
+  python -m gen.main --config=experiments/rbm_digits.py --workdir=runs/rbm_digits
+Expected on a 2-core CPU: 34 s wall (6,000 steps of batch 100, ~300 steps/s with other jobs on
+the cores). Samples (1,000 Gibbs sweeps from noise) are thick binarised digit shapes, about half
+of them recognisable (0, 2, 3, 5, 7 most often); sliced_w2 0.125 against the test digits (seed 0;
+the samples are probabilities of binary pixels, the data grey levels). 256 hidden units for
+20,000 steps gave worse, over-sharp samples (sliced_w2 0.19); CD-5 instead of PCD-1 the same 0.124.
+Smoke variant: --config=experiments/rbm_digits.py:smoke
+"""
+
+from experiments import base
+
+
+def get_config(arg: str | None = None):
+  """RBM (gen.models.energy.RBM, free energy F(v)) with 64 visible and 128 hidden units.
+
+  Pixels are binarised at 0 (intensity 8 of 16). Negatives: persistent chains (PCD, Tieleman
+  2008: a replay buffer never re-initialised) advanced by one block-Gibbs sweep per step;
+  `chain_init='data'` with `chain_steps=k` gives classic CD-k (Hinton 2002). The gradient of
+  mean F(v+) - mean F(v-) is minus the positive-minus-negative correlations of CD. Samples:
+  1,000 Gibbs sweeps from random binary images, shown as the last sweep's p(v = 1 | h).
+  """
+  c = base.get_config()
+  c.data.name = 'digits'
+  c.data.batch_size = 100
+  c.model.name = 'rbm'
+  c.model.rbm.num_hidden = 128
+  c.objective.name = 'ebm'
+  c.objective.loss = 'cd'
+  c.objective.energy_alpha = 0.0  # unused by the RBM (free energies are not regularised)
+  c.objective.chain_init = 'buffer'
+  c.objective.buffer_size = 1000
+  c.objective.reinit_prob = 0.0  # persistent CD
+  c.objective.chain_steps = 1
+  c.objective.sample_chain_steps = 1000
+  c.optim.lr = 3e-3
+  c.optim.b1 = 0.5
+  c.optim.schedule = 'cosine'
+  c.optim.warmup_steps = 100
+  c.train.num_steps = 6000
+  c.train.log_every = 250
+  c.train.ckpt_every = 3000
+  c.train.sample_every = 3000
+  c.train.ema_rate = 0.99
+  c.sample.num = 100
+  c.eval.metrics = ('sliced_w2',)
+  c.eval.num_samples = 297
+  if arg == 'smoke':
+    c.data.batch_size = 16
+    c.model.rbm.num_hidden = 16
+    c.objective.buffer_size = 64
+    c.objective.sample_chain_steps = 10
+    c.train.num_steps = 20
+    c.train.log_every = 5
+    c.train.ckpt_every = 10
+    c.train.sample_every = 10
+    c.sample.num = 16
+    c.eval.num_samples = 64
+  elif arg:
+    raise ValueError(f"experiments/rbm_digits.py: unknown variant {arg!r}; choose 'smoke'")
+  return c
