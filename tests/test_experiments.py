@@ -16,13 +16,16 @@ from gen.utils.writers import read_metrics
 EXPERIMENTS = sorted(
   os.path.basename(p)[:-3]
   for p in glob.glob(os.path.join(os.path.dirname(__file__), '..', 'experiments', '*_*.py'))
-  if not os.path.basename(p).startswith('_')
+  if not os.path.basename(p).startswith('_') and not p.endswith('_common.py')  # helpers
 )
 NEEDS_DOWNLOAD = [e for e in EXPERIMENTS if e.endswith('cifar10')]
 # a lower bound on each published CIFAR-10 network's parameter count (all networks together)
 CIFAR10_PARAMS = {
   'ddpm_cifar10': 30_000_000,  # DDPM's network has 35.7M
   'score_sde_vp_cifar10': 30_000_000,
+  'dcgan_cifar10': 6_000_000,  # G 3.58M + D 2.90M
+  'sngan_cifar10': 6_500_000,  # SNGAN's standard CNN: G 3.81M + D 2.94M
+  'ebm_cifar10': 9_000_000,  # gen's conv energy net at 128/256/512 channels: 9.30M
 }
 
 
