@@ -165,8 +165,10 @@ def diff_augment(x: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> jax.A
     k1, k2 = jax.random.split(keys[5])
     cy = jax.random.randint(k1, (b, 1, 1), 0, h + (1 - ch % 2))
     cx = jax.random.randint(k2, (b, 1, 1), 0, w + (1 - cw % 2))
-    rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
-    inside = (jnp.abs(rows - cy) <= ch // 2 - (1 - ch % 2)) & (jnp.abs(cols - cx) <= cw // 2)
+    # Rows cy - ch // 2 ... cy - ch // 2 + ch - 1 (DiffAugment's grid), clipped to the image.
+    dr = jnp.arange(h)[None, :, None] - cy
+    dc = jnp.arange(w)[None, None, :] - cx
+    inside = (dr >= -(ch // 2)) & (dr <= (ch - 1) // 2) & (dc >= -(cw // 2)) & (dc <= (cw - 1) // 2)
     x = x * (~inside)[..., None].astype(x.dtype)
   return x
 
