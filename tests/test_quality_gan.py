@@ -24,7 +24,7 @@ BARS = {
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize('name', sorted(BARS))
 def test_gan_experiment_reaches_its_bar(name, tmp_path):
   config = importlib.import_module(f'experiments.{name}').get_config()

@@ -189,9 +189,12 @@ def _make_gan(config: ml_collections.ConfigDict, spec: DatasetSpec) -> gan.GAN:
   )
   total = config.train.num_steps
   tx_g, lr_g = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=total)
-  tx_d, lr_d = state_lib.make_optimizer(
-    **config.optim_d.to_dict(), total_steps=total, field='optim_d'
-  )
+  # The discriminator's optimizer counts n_critic updates per training step: its schedule (warm-up,
+  # cosine) is stretched to match, and lr_d maps a training step to its rate.
+  n = obj.n_critic
+  d_kw = {**config.optim_d.to_dict(), 'warmup_steps': config.optim_d.warmup_steps * n}
+  tx_d, d_sched = state_lib.make_optimizer(**d_kw, total_steps=total * n, field='optim_d')
+  lr_d = lambda step: d_sched(step * n)
   return gan.GAN(
     generator=generator,
     discriminator=discriminator,
