@@ -303,14 +303,27 @@ class Diffusion:
     rtol: float = 1e-5,
     atol: float = 1e-5,
   ) -> dict[str, jax.Array]:
-    """{'bpd', 'bpd_nfe'}: the probability-flow ODE likelihood of data x [B, ...] in bits/dim.
+    """{'bpd', 'bpd_nfe'}: the likelihood of data x [B, ...] in bits/dim.
 
-    gen.metrics.likelihood: uniform dequantisation over `num_bins` levels (0: continuous data, no
-    dequantisation), Dormand-Prince from t_min (1e-3 where t_min is noise-free) to t_max, the
-    prior N(0, sigma_T^2). A conditional model is evaluated unconditionally (the null label).
+    Continuous processes: the probability-flow ODE (gen.metrics.likelihood.bits_per_dim_of):
+    uniform dequantisation over `num_bins` levels (0: continuous data, no dequantisation),
+    Dormand-Prince from t_min (1e-3 where t_min is noise-free) to t_max, the prior N(0,
+    sigma_T^2). Discrete DDPM processes: Ho et al.'s variational bound over all T steps with
+    the sampler's variance (`ddpm_elbo_bits_per_dim`; an upper bound on bits/dim). A
+    conditional model is evaluated unconditionally (the null label).
     """
     params = (state.ema_params if self.use_ema else state.params)[NET]
     denoise = self.denoise_fn(params)
+    if self.process.is_discrete:
+      bpd, nfe = likelihood.ddpm_elbo_bits_per_dim(
+        denoise,
+        self.process,
+        x,
+        key,
+        num_bins=num_bins or None,
+        variance=self.sampler_options.get('variance', 'beta'),
+      )
+      return {'bpd': bpd, 'bpd_nfe': nfe}
     t_start = self.process.t_min if self.process.t_min > 0 else 1e-3
     bpd, nfe = likelihood.bits_per_dim_of(
       denoise,
