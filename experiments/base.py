@@ -182,8 +182,23 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.use_ema = True
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
-  c.eval.num_samples = 2500
+  # Names in gen.metrics.METRICS; 'auto': the dataset's usual set (gen.metrics.default_metrics:
+  # mode metrics + sliced W2 on 2-D mixtures; FD, IS, KID, precision/recall, density/coverage,
+  # memorisation, sliced W2 on digits; FID + IS on other images; bpd with a likelihood).
+  c.eval.metrics = ('auto',)
+  c.eval.num_samples = 2500  # samples of the final evaluation (end of training, --mode=eval)
+  # Logged during training every train.eval_every steps as proxy_<name> on fewer samples.
+  c.eval.proxy_metrics = ('auto',)  # 'auto': eval.metrics without bpd
+  c.eval.proxy_num_samples = 500  # capped at eval.num_samples; 0: eval.num_samples
+  c.eval.features = 'auto'  # auto | digits_cnn | inception_v3 | identity | a registered name
+  c.eval.reference_split = 'auto'  # auto: test for embedded data, train for other TFDS data
+  c.eval.bounds = True  # image data: also score real held-out data and noise (eval JSON 'bounds')
+  c.eval.is_splits = 10  # Inception Score splits (Salimans et al.)
+  c.eval.kid_subsets = 100  # KID (Binkowski et al.): subsets of ...
+  c.eval.kid_subset_size = 1000  # ... this size (capped at the sample counts)
+  c.eval.pr_k = 3  # improved precision/recall neighbours (Kynkaanniemi et al.)
+  c.eval.dc_k = 5  # density/coverage neighbours (Naeem et al.)
+  c.eval.fd_bootstrap = 0  # > 0: rounds of a bootstrap 95% interval of FD (fd_low, fd_high)
   # 'bpd' (probability-flow ODE likelihood of test data, continuous processes) settings:
   c.eval.bpd_num = 256  # test examples
   c.eval.num_bins = 0  # levels of discrete data (digits 17, 8-bit images 256); 0: continuous data

@@ -1,8 +1,10 @@
-"""The `gen` console script: `gen train|eval|sample|prepare [flags]`.
+"""The `gen` console script: `gen train|eval|sample|prepare|stats|report|compare [flags]`.
 
 `gen train --config=... --workdir=...` is `python -m gen.main --mode=train ...` (likewise eval,
 sample); `gen prepare --dataset=NAME [--data_dir=D]` builds a TFDS dataset once — the only step
-that may download.
+that may download. `gen stats --dataset=NAME --split=S [--features=auto]` stores reference
+statistics with their recipe; `gen report --workdir=W` writes W/report.html; `gen compare W1 W2
+...` prints one table across runs (a sweep's summary).
 """
 
 import os
@@ -10,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-COMMANDS = ('train', 'eval', 'sample', 'prepare')
+COMMANDS = ('train', 'eval', 'sample', 'prepare', 'stats', 'report', 'compare')
 USAGE = f'usage: gen {{{",".join(COMMANDS)}}} [--flags]; `gen COMMAND --help` lists the flags'
 
 
@@ -28,6 +30,35 @@ def _prepare(argv) -> None:
   print(f'prepared {flags.FLAGS.dataset} in {data_dir}')
 
 
+def _stats(argv) -> None:
+  del argv
+  from gen import data
+  from gen.errors import ConfigError
+  from gen.metrics import reference
+
+  f = flags.FLAGS
+  data_dir = f.data_dir or data.default_data_dir()
+  try:
+    path = reference.make_stats(f.dataset, f.split, f.features, data_dir, f.overwrite)
+  except ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(path)
+
+
+def _report(argv) -> None:
+  del argv
+  from gen import report
+
+  sys.exit(report.report_main(flags.FLAGS.workdir))
+
+
+def _compare(argv) -> None:
+  from gen import report
+
+  sys.exit(report.compare_main(list(argv[1:]), flags.FLAGS.format))
+
+
 def main() -> None:
   """Entry point of the `gen` console script."""
   if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
@@ -42,6 +73,21 @@ def main() -> None:
     flags.DEFINE_string('data_dir', '', "TFDS data folder ('' = $TFDS_DATA_DIR or default).")
     flags.mark_flag_as_required('dataset')
     app.run(_prepare, argv=['gen prepare', *rest])
+  if command == 'stats':
+    flags.DEFINE_string('dataset', None, 'Dataset name, e.g. digits or cifar10.')
+    flags.DEFINE_string('split', 'test', 'Split whose statistics to store.')
+    flags.DEFINE_string('features', 'auto', 'Feature network (auto: the dataset default).')
+    flags.DEFINE_string('data_dir', '', "TFDS data folder ('' = $TFDS_DATA_DIR or default).")
+    flags.DEFINE_bool('overwrite', False, 'Recompute even when stored statistics match.')
+    flags.mark_flag_as_required('dataset')
+    app.run(_stats, argv=['gen stats', *rest])
+  if command == 'report':
+    flags.DEFINE_string('workdir', None, 'Run directory to report on.')
+    flags.mark_flag_as_required('workdir')
+    app.run(_report, argv=['gen report', *rest])
+  if command == 'compare':
+    flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv'], 'Table format.')
+    app.run(_compare, argv=['gen compare', *rest])
   from gen import main as gen_main
 
   argv = [f'gen {command}', *rest, f'--mode={command}']

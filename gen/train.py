@@ -26,6 +26,7 @@ from gen import data as data_lib
 from gen import metrics as metrics_lib
 from gen import objectives
 from gen.errors import ConfigError
+from gen.metrics import evaluation
 from gen.state import TrainState
 from gen.utils import checkpoint as ckpt_lib
 from gen.utils import images
@@ -61,6 +62,8 @@ class Setup:
   spec: data_lib.DatasetSpec
   objective: Any
   mesh: Mesh
+  metrics: tuple[str, ...] = ()  # eval.metrics resolved ('auto' expanded): the final numbers
+  proxy_metrics: tuple[str, ...] = ()  # eval.proxy_metrics resolved: logged during training
 
   @property
   def replicated(self) -> NamedSharding:
@@ -103,11 +106,6 @@ def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None
     )
 
 
-def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """`eval.metrics` without empty names (`--config.eval.metrics=` turns evaluation off)."""
-  return tuple(name for name in config.eval.metrics if name)
-
-
 def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
   """Validates the config and builds dataset spec, objective and mesh (no compiling)."""
   mesh = make_mesh() if mesh is None else mesh
@@ -119,8 +117,19 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
       f'examples of {spec.name!r}'
     )
   objective = objectives.make(config, spec)
-  metrics_lib.validate(metric_names(config), spec)
-  return Setup(config=config, spec=spec, objective=objective, mesh=mesh)
+  names = metrics_lib.resolve(config.eval.metrics, spec, objective)
+  metrics_lib.validate(names, spec)
+  if 'bpd' in names and not metrics_lib.has_likelihood(objective):
+    raise ConfigError(
+      f"eval.metrics 'bpd' needs an objective with a likelihood (diffusion); "
+      f'objective.name={config.objective.name!r} has none'
+    )
+  proxy = metrics_lib.resolve(config.eval.proxy_metrics, spec, objective)
+  metrics_lib.validate(proxy, spec, 'eval.proxy_metrics')
+  if 'auto' in config.eval.proxy_metrics:  # the final metrics that come from samples
+    proxy = tuple(n for n in names if metrics_lib.METRICS[n] != 'model')
+  evaluation.validate_options(config, spec, names + proxy)
+  return Setup(config, spec, objective, mesh, names, proxy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,33 +276,101 @@ def save_picture(
     images.save_samples_picture(path, samples[:64], kind='images', title=title)
 
 
-def compute_metrics(setup: Setup, state: TrainState, step: int, sample_fn=None) -> dict[str, float]:
-  """Samples `eval.num_samples` and computes every metric in `eval.metrics`.
+def make_evaluator(setup: Setup) -> evaluation.Evaluator | None:
+  """The run's Evaluator (feature network, reference statistics), None without sample metrics.
+
+  Built before the loop compiles anything: a missing weights file or split fails early."""
+  names = tuple(dict.fromkeys(setup.metrics + setup.proxy_metrics))
+  if all(metrics_lib.METRICS[n] == 'model' for n in names):
+    return None
+  return evaluation.Evaluator(setup.config, setup.spec, names, setup.mesh)
+
+
+def _eval_rng(setup: Setup, step: int) -> tuple[jax.Array, str]:
+  seed = setup.config.seed + 1
+  return jax.random.fold_in(jax.random.key(seed), step), f'fold_in(key({seed}), {step})'
+
+
+def compute_metrics(
+  setup: Setup,
+  state: TrainState,
+  step: int,
+  sample_fn=None,
+  evaluator: evaluation.Evaluator | None = None,
+  proxy: bool = False,
+  workdir: str | None = None,
+) -> dict[str, Any]:
+  """Samples and computes `setup.metrics` (or, with `proxy`, `setup.proxy_metrics` on
+  `eval.proxy_num_samples`, keys prefixed 'proxy_').
 
   Args:
     setup: the run.
     state: the state to evaluate.
-    step: its step (seeds the samples).
-    sample_fn: `make_sample_fn(setup, eval.num_samples)`, made once by a caller that evaluates
+    step: its step (seeds the samples: the same checkpoint always gets the same samples).
+    sample_fn: `make_sample_fn(setup, n)` for the n used, made once by a caller that evaluates
       repeatedly, so that sampling compiles once.
+    evaluator: `make_evaluator(setup)`, likewise.
+    proxy: the cheap training-time proxy instead of the final numbers.
+    workdir: where the final evaluation draws `samples/step_N_neighbours.png` (memorisation).
+
+  Returns:
+    Flat metric values; the final evaluation adds 'protocol' and 'bounds' (nested dicts).
   """
-  names = metric_names(setup.config)
+  names = setup.proxy_metrics if proxy else setup.metrics
   if not names:
     return {}
-  num = setup.config.eval.num_samples
-  sample_fn = sample_fn or make_sample_fn(setup, num)
-  rng = jax.random.fold_in(jax.random.key(setup.config.seed + 1), step)
-  out = sample_fn(state, rng)
-  values = metrics_lib.compute(
-    names, out['samples'], reference_data(setup, num), setup.spec, seed=setup.config.seed
-  )
-  if 'nfe' in out:
-    values['sample_nfe'] = int(out['nfe'])
-  if 'acceptance' in out:  # discriminator rejection sampling
-    values['drs_acceptance'] = float(out['acceptance'])
+  num = proxy_num_samples(setup.config) if proxy else setup.config.eval.num_samples
+  values: dict[str, Any] = {}
+  sample_names = tuple(n for n in names if metrics_lib.METRICS[n] != 'model')
+  rng, rng_text = _eval_rng(setup, step)
+  if sample_names:
+    evaluator = evaluator or make_evaluator(setup)
+    sample_fn = sample_fn or make_sample_fn(setup, num)
+    out = sample_fn(state, rng)
+    samples = np.asarray(jax.device_get(out['samples']))
+    values, extras = evaluator.compute(samples, setup.config.seed, sample_names)
+    if 'nfe' in out:
+      values['sample_nfe'] = int(out['nfe'])
+    if 'acceptance' in out:  # discriminator rejection sampling
+      values['drs_acceptance'] = float(out['acceptance'])
+    if workdir and 'nn_index' in extras:
+      save_neighbours_picture(setup, workdir, step, samples, extras)
   if 'bpd' in names:
     values.update(compute_bpd(setup, state, step))
+  if proxy:
+    return {f'proxy_{k}': v for k, v in values.items()}
+  protocol = {'num_samples': num, 'sample_seed': rng_text}
+  if sample_names:
+    protocol = evaluator.protocol(num, rng_text)
+    if setup.config.eval.bounds and setup.spec.kind == 'images':
+      values['bounds'] = evaluator.bounds(num, setup.config.seed)
+  if 'bpd' in names:
+    ev = setup.config.eval
+    protocol['bpd'] = {'n': ev.bpd_num, 'num_bins': ev.num_bins, 'trace': ev.bpd_trace}
+  values['protocol'] = protocol
   return values
+
+
+def proxy_num_samples(config: ml_collections.ConfigDict) -> int:
+  """eval.proxy_num_samples capped at eval.num_samples (0: eval.num_samples)."""
+  num = config.eval.num_samples
+  return min(config.eval.proxy_num_samples or num, num)
+
+
+def save_neighbours_picture(setup: Setup, workdir: str, step: int, samples, extras) -> None:
+  """`samples/step_N_neighbours.png`: the 16 samples nearest to a training example (in feature
+  space), each above its nearest training example: where to look for memorised images."""
+  if jax.process_index() != 0 or setup.spec.kind != 'images':
+    return
+  order = np.argsort(extras['nn_distance'])[:16]
+  source = data_lib.make_source(setup.spec.name, 'train', setup.config.data.data_dir or None)
+  train = source.get_batch(np.asarray(extras['nn_index'])[order])['x']
+  rows = []
+  for half in (slice(0, 8), slice(8, 16)):
+    rows += [samples[order][half], train[half]]
+  grid = np.concatenate(rows)
+  path = os.path.join(workdir, 'samples', f'step_{step}_neighbours.png')
+  images.save_samples_picture(path, grid, kind='images', ncols=len(grid) // 4)
 
 
 def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
@@ -313,7 +390,7 @@ def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
   return {'bpd': float(out['bpd']), 'bpd_nfe': int(out['bpd_nfe'])}
 
 
-def write_eval(workdir: str, step: int, values: dict[str, float]) -> str:
+def write_eval(workdir: str, step: int, values: dict[str, Any]) -> str:
   """Writes `W/eval/step_N.json` (process 0 only) and returns its path."""
   path = os.path.join(workdir, 'eval', f'step_{step}.json')
   if jax.process_index() == 0:
@@ -487,6 +564,8 @@ class _Hooks:
   writer: MetricWriter
   picture_fn: Any  # make_sample_fn(setup, sample.num)
   eval_fn: Any  # make_sample_fn(setup, eval.num_samples)
+  proxy_fn: Any  # make_sample_fn(setup, proxy_num_samples(config))
+  evaluator: Any  # make_evaluator(setup)
 
   def picture(self, state: TrainState, step: int) -> None:
     rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 2), step)
@@ -496,11 +575,22 @@ class _Hooks:
     save_picture(self.setup, path, out['samples'], title, 'labels' in out)
 
   def evaluate(self, state: TrainState, step: int) -> None:
-    values = compute_metrics(self.setup, state, step, self.eval_fn)
+    """The final numbers: `W/eval/step_N.json` and `eval/*` in the logs."""
+    values = compute_metrics(
+      self.setup, state, step, self.eval_fn, self.evaluator, workdir=self.workdir
+    )
     if values:
       write_eval(self.workdir, step, values)
-      self.writer.write(step, {f'eval/{k}': v for k, v in values.items()})
-      logging.info('eval at step %d: %s', step, values)
+      scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+      self.writer.write(step, {f'eval/{k}': v for k, v in scalars.items()})
+      logging.info('eval at step %d: %s', step, scalars)
+
+  def proxy(self, state: TrainState, step: int) -> None:
+    """The cheap training-time proxy (`proxy_*` in the logs; never in W/eval)."""
+    values = compute_metrics(self.setup, state, step, self.proxy_fn, self.evaluator, proxy=True)
+    if values:
+      self.writer.write(step, values)
+      logging.info('proxy metrics at step %d: %s', step, values)
 
 
 def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainState:
@@ -516,12 +606,16 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   if data_state:
     data_lib.restore_iterator(data_iter, data_state)
   start = int(state.step)
+  eval_fn = make_sample_fn(setup, config.eval.num_samples)  # (each compiles on first use)
+  proxy_fn = make_sample_fn(setup, proxy_num_samples(config))
   hooks = _Hooks(
     setup,
     workdir,
     writer,
     make_sample_fn(setup, config.sample.num),
-    make_sample_fn(setup, config.eval.num_samples),
+    eval_fn,
+    eval_fn if proxy_num_samples(config) == config.eval.num_samples else proxy_fn,
+    make_evaluator(setup),
   )
   t0 = time.perf_counter()
   if start < config.train.num_steps:
@@ -612,7 +706,7 @@ def _loop(
         if done % t.sample_every == 0 and done != t.num_steps:
           hooks.picture(state, done)
         if t.eval_every and done % t.eval_every == 0 and done != t.num_steps:
-          hooks.evaluate(state, done)
+          hooks.proxy(state, done)
         if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
           log.flush(last_ckpt, write=False)
           data_state = {**data_lib.iterator_state(data_iter), ROLLBACKS_KEY: rollbacks}
@@ -650,7 +744,7 @@ def evaluate(config, workdir: str, step: int | None = None) -> dict[str, float]:
   """`--mode=eval`: metrics of the latest (or `step`'s) checkpoint -> `W/eval/step_N.json`."""
   setup, state = _restore_for_reading(config, workdir, 'eval', step)
   step = int(state.step)
-  values = compute_metrics(setup, state, step)
+  values = compute_metrics(setup, state, step, workdir=workdir)
   path = write_eval(workdir, step, values)
   logging.info('eval at step %d: %s (written to %s)', step, values, path)
   return values

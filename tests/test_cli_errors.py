@@ -15,9 +15,19 @@ BAD_INPUTS = {
   'unknown dataset': (['--config.data.name=ring9'], "data.name='ring9'", None),
   'unknown sampler': (['--config.sample.sampler=ddjm'], "sample.sampler='ddjm'", None),
   'unknown metric': (['--config.eval.metrics=fid'], "eval.metrics: 'fid'", None),
-  'likelihood of a discrete process': (
-    ['--config.eval.metrics=bpd'],
-    "eval.metrics 'bpd' integrates the probability-flow ODE",
+  'inception score of 2-D points': (
+    ['--config.eval.metrics=inception_score'],
+    "eval.metrics 'inception_score' needs a feature network with class logits",
+    None,
+  ),
+  'bad metric option': (
+    ['--config.eval.kid_subsets=0'],
+    'eval.kid_subsets must be an integer >= 1',
+    None,
+  ),
+  'unknown feature network': (
+    ['--config.eval.metrics=fd', '--config.eval.features=vgg'],
+    "eval.features: 'vgg' is unknown",
     None,
   ),
   'sampler for another process': (

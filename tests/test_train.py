@@ -38,7 +38,17 @@ def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
   assert (wd / 'samples' / 'step_10.png').exists() and (wd / 'samples' / 'step_20.png').exists()
   assert sorted(os.listdir(wd / 'checkpoints')) == ['10', '20']
   ev = json.loads((wd / 'eval' / 'step_20.json').read_text())
-  assert set(ev) == {'step', 'modes_covered', 'high_quality_fraction', 'sliced_w2', 'sample_nfe'}
+  assert set(ev) == {
+    'step',
+    'modes_covered',
+    'high_quality_fraction',
+    'sliced_w2',
+    'sample_nfe',
+    'protocol',
+  }
+  assert ev['protocol']['num_samples'] == smoke_config.eval.num_samples
+  n = smoke_config.eval.num_samples
+  assert ev['protocol']['reference'] == {'dataset': 'ring8', 'split': 'test', 'n': n}
   assert 0 <= ev['high_quality_fraction'] <= 1 and 0 <= ev['modes_covered'] <= 8
 
 
@@ -83,7 +93,13 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   wd = tmp_path / 'run'
   _train(smoke_config, wd)
   values = train.evaluate(smoke_config, str(wd))
-  assert set(values) == {'modes_covered', 'high_quality_fraction', 'sliced_w2', 'sample_nfe'}
+  assert set(values) == {
+    'modes_covered',
+    'high_quality_fraction',
+    'sliced_w2',
+    'sample_nfe',
+    'protocol',
+  }
   path = train.sample(smoke_config, str(wd), 100)
   assert path.endswith(os.path.join('samples', 'step_20.npz'))
   with np.load(path) as f:
@@ -195,5 +211,5 @@ def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
   wd = tmp_path / 'run'
   _train(config, wd)
   values = train.evaluate(config, str(wd))
-  assert set(values) == {'sliced_w2', 'sample_nfe', 'bpd', 'bpd_nfe'}
+  assert set(values) == {'sliced_w2', 'sample_nfe', 'bpd', 'bpd_nfe', 'protocol'}
   assert np.isfinite(values['bpd']) and values['bpd_nfe'] > 6

@@ -1,46 +1,84 @@
 """Evaluation metrics, selected by name in `config.eval.metrics`; the names are the keys of
-`W/eval/step_N.json`."""
+`W/eval/step_N.json`.
 
-import numpy as np
+`eval.metrics = ('auto',)` picks the dataset's usual metrics (`default_metrics`): the mode
+metrics and sliced W2 on 2-D mixtures; FD-digits, the digits Inception Score, KID,
+precision/recall, density/coverage, memorisation and sliced W2 on digits; FID and the Inception
+Score on other image datasets; plus `bpd` where the objective has a likelihood.
+`gen.metrics.evaluation.Evaluator` computes them.
+"""
 
 from gen.errors import ConfigError
-from gen.metrics import toy
 
-# name -> what the metric needs ('mixture': known mode centres; 'any': any data; 'model': the
-# model itself, not its samples: the objective computes it, e.g. Diffusion.bits_per_dim)
+# name -> what the metric needs: 'mixture' (known mode centres), 'data' (data-space reference
+# examples), 'features' (a feature network and reference features), 'logits' (a feature
+# network with class logits), 'model' (the model itself: the objective computes it, e.g.
+# Diffusion.bits_per_dim).
 METRICS = {
   'modes_covered': 'mixture',
   'high_quality_fraction': 'mixture',
-  'sliced_w2': 'any',
+  'sliced_w2': 'data',
+  'fd': 'features',
+  'kid': 'features',
+  'precision': 'features',
+  'recall': 'features',
+  'density': 'features',
+  'coverage': 'features',
+  'memorisation': 'features',
+  'inception_score': 'logits',
   'bpd': 'model',
 }
 MODEL_METRICS = tuple(name for name, need in METRICS.items() if need == 'model')
+FEATURE_METRICS = tuple(name for name, need in METRICS.items() if need in ('features', 'logits'))
+DIGITS_METRICS = (
+  'fd',
+  'inception_score',
+  'kid',
+  'precision',
+  'recall',
+  'density',
+  'coverage',
+  'memorisation',
+  'sliced_w2',
+)
 
 
-def validate(names: tuple[str, ...], spec) -> None:
+def has_likelihood(objective) -> bool:
+  """Whether `objective` can compute bits/dim (diffusion: PF-ODE or the DDPM bound)."""
+  return hasattr(objective, 'bits_per_dim')
+
+
+def default_metrics(spec, objective=None) -> tuple[str, ...]:
+  """What `'auto'` means for dataset `spec` (and `objective`: bpd where it has a likelihood)."""
+  if spec.kind == 'points':
+    names = ('sliced_w2',)
+    if spec.mode_centers is not None:
+      names = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+  elif spec.name == 'digits':
+    names = DIGITS_METRICS
+  else:
+    names = ('fd', 'inception_score')
+  if objective is not None and has_likelihood(objective):
+    names += ('bpd',)
+  return names
+
+
+def resolve(names, spec, objective=None) -> tuple[str, ...]:
+  """`eval.metrics` with empty names dropped and 'auto' expanded, duplicates removed."""
+  out: list[str] = []
+  for name in names:
+    expanded = default_metrics(spec, objective) if name == 'auto' else (name,) if name else ()
+    out += [n for n in expanded if n not in out]
+  return tuple(out)
+
+
+def validate(names: tuple[str, ...], spec, field: str = 'eval.metrics') -> None:
   """Fails before compiling on an unknown metric or one the dataset cannot support."""
   for name in names:
     if name not in METRICS:
-      raise ConfigError(f'eval.metrics: {name!r} is unknown; choose from {sorted(METRICS)}')
+      raise ConfigError(f"{field}: {name!r} is unknown; choose 'auto' or from {sorted(METRICS)}")
     if METRICS[name] == 'mixture' and spec.mode_centers is None:
       raise ConfigError(
-        f'eval.metrics: {name!r} needs a Gaussian-mixture dataset (ring8, grid25); '
+        f'{field}: {name!r} needs a Gaussian-mixture dataset (ring8, grid25); '
         f'data.name={spec.name!r} has no modes'
       )
-
-
-def compute(names, samples: np.ndarray, reference: np.ndarray, spec, seed: int) -> dict:
-  """The sample metrics among `names` of `samples` against `reference` data of `spec`."""
-  names = [n for n in names if METRICS[n] != 'model']
-  if not names:
-    return {}
-  flat = lambda a: np.asarray(a, np.float64).reshape(len(a), -1)
-  mixture = any(METRICS[n] == 'mixture' for n in names)
-  values = toy.toy_metrics(
-    flat(samples),
-    flat(reference) if 'sliced_w2' in names else None,
-    spec.mode_centers if mixture else None,
-    spec.mode_std if mixture else None,
-    seed,
-  )
-  return {name: float(values[name]) for name in names}

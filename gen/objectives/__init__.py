@@ -69,12 +69,7 @@ def _check_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec, proce
       "sample.spacing='logsnr' needs a finite log-SNR at both ends; rectified_flow has alpha = 0 "
       f'at t = 1 and sigma = 0 at t = 0: choose one of {[s for s in samplers.SPACINGS[:4]]}'
     )
-  if 'bpd' in config.eval.metrics:
-    if process.is_discrete:
-      raise ConfigError(
-        "eval.metrics 'bpd' integrates the probability-flow ODE: it needs a continuous "
-        f'objective.process, not {obj.process!r}'
-      )
+  if 'bpd' in config.eval.metrics or 'auto' in config.eval.metrics:
     ev = config.eval
     _choice('eval.bpd_trace', ev.bpd_trace, ('auto', 'exact', 'hutchinson'))
     if isinstance(ev.num_bins, bool) or not isinstance(ev.num_bins, int) or ev.num_bins in (1,):

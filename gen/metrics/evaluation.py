@@ -1,0 +1,203 @@
+"""Sample metrics of a run, with the protocol that makes each number reproducible.
+
+An `Evaluator` is built once per run (before anything compiles, so bad settings fail early): it
+loads the feature network and the reference statistics, and then scores any batch of samples
+(`compute`), records how (`protocol`), and places the numbers between a floor and a ceiling
+(`bounds`): the same metrics for real held-out data (the best a model can expect at this n)
+and for uniform noise in the data range.
+
+The reference split (`eval.reference_split`, 'auto': test for embedded data, train for other
+TFDS datasets as FID on CIFAR-10 is usually reported) gives the reference features of every
+feature metric and the data-space examples of sliced W2. Memorisation compares samples with the
+train split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from gen import data as data_lib
+from gen import metrics as metrics_lib
+from gen.errors import ConfigError
+from gen.metrics import features as features_lib
+from gen.metrics import frechet, precision_recall, reference, sample_quality, toy
+
+BOUNDS_SEED = 12345  # the noise images of the 'noise' bound
+
+
+def data_dir_of(config) -> str:
+  return config.data.data_dir or data_lib.default_data_dir()
+
+
+def reference_split(config, spec) -> str:
+  split = config.eval.reference_split
+  if split == 'auto':
+    return 'test' if spec.name in data_lib.EMBEDDED_DATASETS else 'train'
+  return split
+
+
+def validate_options(config, spec, names) -> None:
+  """Checks the eval options the metrics in `names` use (before compiling)."""
+  ev = config.eval
+  for field in ('is_splits', 'kid_subsets', 'kid_subset_size', 'pr_k', 'dc_k'):
+    value = ev[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ConfigError(f'eval.{field} must be an integer >= 1, got {value!r}')
+  if ev.fd_bootstrap < 0:
+    raise ConfigError(f'eval.fd_bootstrap must be >= 0 rounds (0: off), got {ev.fd_bootstrap}')
+  if ev.proxy_num_samples < 0:
+    raise ConfigError(
+      f'eval.proxy_num_samples must be >= 0 (0: eval.num_samples), got {ev.proxy_num_samples}'
+    )
+  net = features_lib.resolve(ev.features, spec)
+  if any(metrics_lib.METRICS[n] == 'logits' for n in names) and net == 'identity':
+    raise ConfigError(
+      "eval.metrics 'inception_score' needs a feature network with class logits; "
+      f"eval.features resolves to 'identity' for data.name={spec.name!r}"
+    )
+  if net == 'inception_v3' and any(n in metrics_lib.FEATURE_METRICS for n in names):
+    from gen.metrics import inception
+
+    inception.weights_path(data_dir_of(config))  # ConfigError with the how-to when missing
+
+
+class Evaluator:
+  """Scores samples of one run (see the module docstring)."""
+
+  def __init__(self, config, spec, names: tuple[str, ...], mesh: Mesh | None = None):
+    self.config, self.spec, self.mesh = config, spec, mesh
+    self.names = tuple(n for n in names if metrics_lib.METRICS[n] != 'model')
+    self.data_dir = data_dir_of(config)
+    self.split = reference_split(config, spec)
+    data_dir = config.data.data_dir or None
+    self.raw_reference = None
+    if any(metrics_lib.METRICS[n] in ('data', 'mixture') for n in self.names):
+      self.raw_reference = np.concatenate(
+        list(reference.split_examples(spec.name, self.split, data_dir, config.eval.num_samples))
+      )
+    self.net = self.ref = self.train_features = None
+    if any(n in metrics_lib.FEATURE_METRICS for n in self.names):
+      self.net = features_lib.load(config.eval.features, spec, self.data_dir)
+      self.ref = self._reference(self.split)
+      if 'memorisation' in self.names:
+        train = self.ref if self.split == 'train' else self._reference('train')
+        self.train_features = train.features
+
+  def _reference(self, split: str) -> reference.Reference:
+    if self.spec.kind == 'points':  # toys: cheap, and they have no data folder
+      return reference.compute(self.spec.name, split, self.net, None, self.mesh)
+    return reference.load_or_compute(self.spec.name, split, self.net, self.data_dir, self.mesh)
+
+  def compute(self, samples: np.ndarray, seed: int, names=None) -> tuple[dict, dict]:
+    """Metrics `names` (default all of this evaluator's) of data-space samples [N, ...].
+
+    Returns:
+      (values, extras): values maps metric name -> number (with `_std`, `fd_low`/`fd_high`
+      companions); extras holds memorisation's nearest training neighbours ('nn_index',
+      'nn_distance') when computed.
+    """
+    names = self.names if names is None else tuple(n for n in names if n in self.names)
+    ev, values, extras = self.config.eval, {}, {}
+    samples = np.asarray(samples, np.float32)
+    flat = samples.reshape(len(samples), -1).astype(np.float64)
+    toy_names = [n for n in names if metrics_lib.METRICS[n] in ('data', 'mixture')]
+    if toy_names:
+      mixture = any(metrics_lib.METRICS[n] == 'mixture' for n in toy_names)
+      out = toy.toy_metrics(
+        flat,
+        self.raw_reference.reshape(len(self.raw_reference), -1) if 'sliced_w2' in names else None,
+        self.spec.mode_centers if mixture else None,
+        self.spec.mode_std if mixture else None,
+        seed,
+      )
+      values.update({n: float(out[n]) for n in toy_names})
+    if not any(n in metrics_lib.FEATURE_METRICS for n in names):
+      return values, extras
+    emb = features_lib.extract(self.net, samples, self.mesh)
+    feats, ref = emb['features'], self.ref
+    if 'fd' in names:
+      values['fd'] = frechet.frechet_distance(frechet.fit_gaussian(feats), ref.stats)
+      if ev.fd_bootstrap:
+        values['fd_low'], values['fd_high'] = frechet.frechet_bootstrap(
+          feats, ref.stats, ev.fd_bootstrap, seed
+        )
+    if 'inception_score' in names:
+      mean, std = sample_quality.inception_score(emb['logits'], ev.is_splits)
+      values['inception_score'], values['inception_score_std'] = mean, std
+    if 'kid' in names:
+      mean, std = sample_quality.kid(
+        feats, ref.features, ev.kid_subsets, ev.kid_subset_size, seed, self.mesh
+      )
+      values['kid'], values['kid_std'] = mean, std
+    if 'precision' in names or 'recall' in names:
+      pr = precision_recall.precision_recall(ref.features, feats, ev.pr_k, self.mesh)
+      values.update({k: float(v) for k, v in pr.items() if k in names})
+    if 'density' in names or 'coverage' in names:
+      dc = precision_recall.density_coverage(ref.features, feats, ev.dc_k, self.mesh)
+      values.update({k: float(v) for k, v in dc.items() if k in names})
+    if 'memorisation' in names:
+      mem = precision_recall.memorisation(feats, self.train_features, self.mesh)
+      values['memorisation'] = float(mem['fraction'])
+      extras = {'nn_index': mem['nn_index'], 'nn_distance': mem['nn_distance']}
+    return values, extras
+
+  def protocol(self, num: int, sample_seed: str) -> dict:
+    """How the numbers were made: enough to reproduce or to refuse a comparison."""
+    ev = self.config.eval
+    out = {
+      'num_samples': int(num),
+      'sample_seed': sample_seed,
+      'sample': {k: self.config.sample[k] for k in ('sampler', 'num_steps', 'use_ema')},
+      'reference': {'dataset': self.spec.name, 'split': self.split},
+    }
+    if self.ref is not None:
+      out['reference']['n'] = int(self.ref.stats.n)
+      out['features'] = self.net.record()
+      out['options'] = {
+        'is_splits': ev.is_splits,
+        'kid_subsets': ev.kid_subsets,
+        'kid_subset_size': ev.kid_subset_size,
+        'pr_k': ev.pr_k,
+        'dc_k': ev.dc_k,
+        'fd_bootstrap': ev.fd_bootstrap,
+      }
+      if 'memorisation' in self.names:
+        out['memorisation_reference'] = {'dataset': self.spec.name, 'split': 'train'}
+    elif self.raw_reference is not None:
+      out['reference']['n'] = len(self.raw_reference)
+    return out
+
+  def bounds(self, num: int, seed: int) -> dict:
+    """{metric: {'real': value, 'noise': value}} at sample count `num` (see the module doc).
+
+    'real' scores `num` examples of another split than the reference (train when the reference
+    is test, else test); memorisation's real value scores held-out examples (not train)
+    against train. 'noise' scores uniform noise in the data's range."""
+    data_dir = self.config.data.data_dir or None
+    other = 'train' if self.split != 'train' else 'test'
+    held_out = self.split if self.split != 'train' else 'test'
+    try:
+      real = np.concatenate(list(reference.split_examples(self.spec.name, other, data_dir, num)))
+      held = np.concatenate(list(reference.split_examples(self.spec.name, held_out, data_dir, num)))
+    except ConfigError as e:  # a dataset without a second split: no bounds
+      logging.warning('no real-data bounds: %s', e)
+      return {}
+    rng = np.random.default_rng(BOUNDS_SEED)
+    if self.spec.kind == 'points':
+      ref = self.raw_reference if self.raw_reference is not None else real
+      lo, hi = ref.min(0), ref.max(0)
+      noise = rng.uniform(lo, hi, (num, *ref.shape[1:])).astype(np.float32)
+    else:
+      noise = rng.uniform(-1.0, 1.0, (num, *self.spec.shape)).astype(np.float32)
+    names = [n for n in self.names if n != 'memorisation']
+    real_values, _ = self.compute(real, seed, names)
+    noise_values, _ = self.compute(noise, seed)
+    if 'memorisation' in self.names:
+      real_values['memorisation'] = self.compute(held, seed, ('memorisation',))[0]['memorisation']
+    return {
+      k: {'real': real_values[k], 'noise': noise_values[k]}
+      for k in noise_values
+      if k in real_values
+    }

@@ -1,0 +1,191 @@
+"""Evaluation end to end: the digits classifier, floors and ceilings, reference statistics and
+their recipe, `--mode=eval` on digits, training-time proxies, and the stats/report/compare CLI.
+
+The digits classifier trains once for this module (~25 s) in a shared temporary data folder.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import base, ddpm_digits
+from gen import data as data_lib
+from gen import train
+from gen.errors import ConfigError
+from gen.metrics import digits_classifier, evaluation, features, reference
+from gen.utils.writers import read_metrics
+from tests.conftest import REPO
+
+DIGITS_METRICS = {
+  'fd',
+  'inception_score',
+  'inception_score_std',
+  'kid',
+  'kid_std',
+  'precision',
+  'recall',
+  'density',
+  'coverage',
+  'memorisation',
+  'sliced_w2',
+}
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A data folder holding the trained digits classifier (trained once here)."""
+  folder = str(tmp_path_factory.mktemp('tfds'))
+  digits_classifier.load_or_train(folder)
+  return folder
+
+
+def _digits_config(data_dir):
+  c = base.get_config()
+  c.data.name, c.data.data_dir = 'digits', data_dir
+  c.eval.num_samples = 297
+  return c
+
+
+@pytest.mark.timeout(300)
+def test_digits_classifier_reaches_97_percent_and_is_cached(data_dir):
+  params, info = digits_classifier.load_or_train(data_dir)  # from the cache now
+  print('digits classifier test accuracy', info['test_accuracy'])
+  assert info['test_accuracy'] >= 0.97
+  assert info['sha256'] == digits_classifier.params_checksum(params)
+  test = data_lib.make_source('digits', 'test', data_dir).get_batch(np.arange(297))
+  logits = jax.jit(digits_classifier.apply)(params, test['x'])['logits']
+  assert np.mean(np.argmax(logits, -1) == test['label']) == pytest.approx(info['test_accuracy'])
+
+
+@pytest.mark.timeout(300)
+def test_floor_and_noise_bracket_the_digits_metrics(data_dir):
+  """Real held-out digits score near the ideal, uniform noise far from it (the README's
+  floors and ceilings)."""
+  config = _digits_config(data_dir)
+  spec = data_lib.get_spec('digits', data_dir)
+  names = tuple(sorted(DIGITS_METRICS & set(evaluation.metrics_lib.METRICS)))
+  ev = evaluation.Evaluator(config, spec, names)
+  bounds = ev.bounds(297, seed=0)
+  print(json.dumps(bounds, indent=1))
+  real = {k: v['real'] for k, v in bounds.items()}
+  noise = {k: v['noise'] for k, v in bounds.items()}
+  assert set(real) == DIGITS_METRICS
+  assert real['fd'] < 0.1 * noise['fd']
+  assert real['kid'] < 0.1 * noise['kid']
+  assert real['precision'] > 0.6 and real['recall'] > 0.6 and real['coverage'] > 0.6
+  # Measured (n = 297): real FD 34.0 vs noise 836; precision 0.96 / 0.06, recall 0.90 / 0.01,
+  # coverage 0.99 / 0.05, IS 8.41 / 2.47, memorisation of held-out digits 0.42.
+  assert noise['precision'] < 0.15 and noise['recall'] < 0.15 and noise['coverage'] < 0.15
+  assert real['inception_score'] > 7.0  # 10 classes, confidently recognised
+  assert real['memorisation'] < 0.6  # held-out digits against the training digits
+  assert real['sliced_w2'] < noise['sliced_w2']
+
+
+@pytest.mark.timeout(300)
+def test_reference_statistics_record_and_enforce_their_recipe(data_dir):
+  spec = data_lib.get_spec('digits', data_dir)
+  net = features.load('digits_cnn', spec, data_dir)
+  path = reference.make_stats('digits', 'test', 'digits_cnn', data_dir)
+  npz, meta = reference.paths(data_dir, 'digits', 'test', 'digits_cnn')
+  assert path == npz and os.path.exists(meta)
+  recipe = json.loads(open(meta).read())
+  assert recipe['n'] == 297 and recipe['features']['sha256'] == net.checksum
+  assert recipe['features']['preprocessing'] == digits_classifier.PREPROCESSING
+  ref = reference.load('digits', 'test', net, data_dir)
+  np.testing.assert_allclose(ref.stats.mean, np.mean(ref.features, 0), rtol=1e-6, atol=1e-6)
+  recipe['features']['sha256'] = '0' * 64  # stats made with other weights
+  with open(meta, 'w') as f:
+    json.dump(recipe, f)
+  with pytest.raises(ConfigError, match=r'features\.sha256: stored .*gen stats --dataset=digits'):
+    reference.load('digits', 'test', net, data_dir)
+  reference.make_stats('digits', 'test', 'digits_cnn', data_dir, overwrite=True)
+  assert reference.load('digits', 'test', net, data_dir) is not None
+
+
+@pytest.mark.timeout(600)
+def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_dir, tmp_path):
+  config = ddpm_digits.get_config('smoke')
+  config.data.data_dir = data_dir
+  assert config.eval.metrics == ('auto',)
+  wd = tmp_path / 'run'
+  train.train_and_evaluate(config, str(wd), mesh=train.make_mesh(jax.devices()[:1]))
+  values = train.evaluate(config, str(wd))
+  saved = json.loads((wd / 'eval' / 'step_20.json').read_text())
+  assert set(saved) == DIGITS_METRICS | {
+    'step',
+    'bpd',
+    'bpd_nfe',
+    'sample_nfe',
+    'protocol',
+    'bounds',
+  }
+  assert set(values) == set(saved) - {'step'}
+  protocol = saved['protocol']
+  assert protocol['num_samples'] == config.eval.num_samples
+  assert protocol['reference'] == {'dataset': 'digits', 'split': 'test', 'n': 297}
+  assert protocol['features']['name'] == 'digits_cnn'
+  assert protocol['features']['test_accuracy'] >= 0.97
+  assert set(saved['bounds']) == DIGITS_METRICS
+  assert np.isfinite(saved['bpd']) and saved['bpd_nfe'] == config.objective.num_timesteps
+  assert (wd / 'samples' / 'step_20_neighbours.png').exists()
+  # The same checkpoint, evaluated again, gives the same numbers (fixed sample seed).
+  again = train.evaluate(config, str(wd))
+  for k in ('fd', 'kid', 'precision', 'sliced_w2'):
+    assert again[k] == values[k], k
+
+
+@pytest.mark.timeout(300)
+def test_training_logs_proxies_and_keeps_final_numbers_apart(smoke_config, tmp_path):
+  smoke_config.train.eval_every = 10
+  smoke_config.eval.proxy_num_samples = 32
+  wd = tmp_path / 'run'
+  train.train_and_evaluate(smoke_config, str(wd), mesh=train.make_mesh(jax.devices()[:1]))
+  proxies = [r for r in read_metrics(str(wd)) if 'proxy_modes_covered' in r]
+  assert [r['step'] for r in proxies] == [10]
+  assert {'proxy_high_quality_fraction', 'proxy_sliced_w2'} <= set(proxies[0])
+  assert os.listdir(wd / 'eval') == ['step_20.json']  # only the final numbers
+  final = json.loads((wd / 'eval' / 'step_20.json').read_text())
+  assert final['protocol']['num_samples'] == smoke_config.eval.num_samples
+  assert not any(k.startswith('proxy_') for k in final)
+
+
+def _gen(*args, timeout=300):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  return subprocess.run(
+    [sys.executable, '-m', 'gen.cli', *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+@pytest.mark.timeout(400)
+def test_stats_report_and_compare_commands(data_dir, smoke_config, tmp_path):
+  out = _gen('stats', '--dataset=digits', '--split=train', f'--data_dir={data_dir}')
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip().endswith('digits-train-digits_cnn.npz')
+  bad = _gen('stats', '--dataset=digits', '--split=valid', f'--data_dir={data_dir}')
+  assert bad.returncode == 2 and 'error:' in bad.stderr and 'valid' in bad.stderr
+  runs = []
+  for seed in (0, 1):
+    smoke_config.seed = seed
+    wd = tmp_path / f'seed{seed}'
+    train.train_and_evaluate(smoke_config, str(wd), mesh=train.make_mesh(jax.devices()[:1]))
+    runs.append(str(wd))
+  out = _gen('report', f'--workdir={runs[0]}')
+  assert out.returncode == 0, out.stderr
+  page = open(os.path.join(runs[0], 'report.html')).read()
+  assert 'modes_covered' in page and 'samples/step_20.png' in page
+  out = _gen('compare', *runs, '--format=csv')
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.strip().splitlines()
+  assert len(lines) == 3 and 'modes_covered' in lines[0] and 'seed1' in lines[2]
+  out = _gen('report', f'--workdir={tmp_path}')  # not a run directory
+  assert out.returncode == 2 and out.stderr.startswith('error:')
