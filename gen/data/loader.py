@@ -6,10 +6,13 @@ than single records keeps the per-example Python cost near zero (grain's per-rec
 `shuffle().batch()` tops out near 200k toy examples/s on 2 cores, i.e. ~2.5 ms per 512-batch,
 slower than a 2-D MLP step); the position is still grain's own `{'next_index': k}` state.
 
-Sharding follows `grain.sharding.ShardByJaxProcess(drop_remainder=True)`: process p of P reads the
-contiguous records [p n/P, (p+1) n/P), so shards are disjoint, equally long (every process takes
-the same number of steps) and together cover all but the last n mod P records. Each epoch
-shuffles the shard with `np.random.default_rng([seed, epoch])`.
+Sharding is by global batch: every process computes the same permutation of all n records for
+each epoch (`np.random.default_rng([seed, epoch])`), global batch i is its slice
+[i B, (i + 1) B), and process p of P reads rows [p B/P, (p + 1) B/P) of it. So at every step the
+processes' rows are disjoint and together form exactly the global batch that one process would
+read alone: the data a run sees does not depend on how many processes share it (1 process x 8
+devices and 2 x 4 train on the same batches), every process takes the same number of steps, and
+the position (a batch index) is the same on all processes.
 """
 
 import json
@@ -17,6 +20,7 @@ import sys
 from collections.abc import Mapping
 
 import grain
+import jax
 import numpy as np
 
 from gen.data.registry import make_source
@@ -24,30 +28,34 @@ from gen.errors import ConfigError
 
 
 class _EpochBatches(grain.MapDataset):
-  """Element i is the int64 array of record indices of this process's i-th batch.
+  """Element i is the int64 array of record indices of this process's part of global batch i.
 
-  Batches never straddle epochs: an epoch is `len(shard) // batch_size` batches (plus one short
-  batch when not drop_remainder), and epoch e uses its own permutation of the shard.
+  Batches never straddle epochs: an epoch is `n // global_batch` batches (plus, when not
+  drop_remainder, one short batch of the remaining records rounded down to a multiple of the
+  process count), and epoch e uses its own permutation of all n records.
   """
 
   def __init__(
     self,
     *,
-    shard: tuple[int, int],
-    batch_size: int,
+    num_records: int,
+    global_batch: int,
+    process_index: int,
+    process_count: int,
     seed: int,
     shuffle: bool,
     drop_remainder: bool,
     num_epochs: int | None,
   ):
     super().__init__()
-    self._start, stop = shard
-    self._num_records = stop - self._start
-    self._batch_size = batch_size
+    self._num_records = num_records
+    self._global_batch = global_batch
+    self._process = (process_index, process_count)
     self._seed = seed
     self._shuffle = shuffle
-    full, rest = divmod(self._num_records, batch_size)
-    self._per_epoch = full + (1 if rest and not drop_remainder else 0)
+    self._full, rest = divmod(num_records, global_batch)
+    self._last = 0 if drop_remainder else rest // process_count * process_count
+    self._per_epoch = self._full + (1 if self._last else 0)
     # grain's own convention for an endless MapDataset (see MapDataset.repeat).
     self._length = sys.maxsize if num_epochs is None else self._per_epoch * num_epochs
     self._cached: tuple[int, np.ndarray] | None = None
@@ -56,7 +64,7 @@ class _EpochBatches(grain.MapDataset):
     return self._length
 
   def __str__(self) -> str:
-    return f'_EpochBatches(records={self._num_records}, batch={self._batch_size})'
+    return f'_EpochBatches(records={self._num_records}, global_batch={self._global_batch})'
 
   def _order(self, epoch: int) -> np.ndarray:
     # One permutation per epoch, cached: consecutive batches share it. A tuple swap is atomic,
@@ -68,7 +76,6 @@ class _EpochBatches(grain.MapDataset):
       order = np.random.default_rng([self._seed, epoch]).permutation(self._num_records)
     else:
       order = np.arange(self._num_records)
-    order += self._start
     self._cached = (epoch, order)
     return order
 
@@ -78,15 +85,15 @@ class _EpochBatches(grain.MapDataset):
     if not 0 <= index < self._length:
       raise IndexError(f'batch {index} out of range [0, {self._length})')
     epoch, i = divmod(index, self._per_epoch)
-    return self._order(epoch)[i * self._batch_size : (i + 1) * self._batch_size]
+    size = self._global_batch if i < self._full else self._last
+    p, count = self._process
+    local = size // count
+    start = i * self._global_batch + p * local
+    return self._order(epoch)[start : start + local]
 
 
-def _process_shard(num_records: int) -> tuple[tuple[int, int], int]:
-  """This process's record interval under ShardByJaxProcess(drop_remainder=True), and P."""
-  options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
-  per_shard = num_records // options.shard_count
-  start = per_shard * options.shard_index
-  return (start, start + per_shard), options.shard_count
+def _process_index_and_count() -> tuple[int, int]:
+  return jax.process_index(), jax.process_count()
 
 
 class _ReadBatch:
@@ -137,21 +144,22 @@ def make_loader(
     ConfigError: bad name/split, unprepared dataset, or a batch size that does not fit.
   """
   source = make_source(name, split, data_dir)
-  shard, num_shards = _process_shard(len(source))
-  if global_batch_size <= 0 or global_batch_size % num_shards:
+  process_index, process_count = _process_index_and_count()
+  if global_batch_size <= 0 or global_batch_size % process_count:
     raise ConfigError(
       f'data.batch_size={global_batch_size}: must be a positive multiple of the '
-      f'{num_shards} JAX processes'
+      f'{process_count} JAX processes'
     )
-  local_batch = global_batch_size // num_shards
-  if drop_remainder and shard[1] - shard[0] < local_batch:
+  if drop_remainder and len(source) < global_batch_size:
     raise ConfigError(
       f'data.batch_size={global_batch_size}: larger than the {len(source)} examples of '
       f'{name!r} split {split!r}, so every batch would be dropped'
     )
   batches = _EpochBatches(
-    shard=shard,
-    batch_size=local_batch,
+    num_records=len(source),
+    global_batch=global_batch_size,
+    process_index=process_index,
+    process_count=process_count,
     seed=seed,
     shuffle=shuffle,
     drop_remainder=drop_remainder,
