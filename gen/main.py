@@ -20,6 +20,13 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample'], 'What to do.')
 flags.DEFINE_integer('num_samples', 1000, '--mode=sample: how many samples to write.')
 flags.DEFINE_integer('step', None, '--mode=eval|sample: checkpoint step (default: latest).')
 flags.DEFINE_bool('allow_config_change', False, 'Continue a workdir whose config differs.')
+flags.DEFINE_bool(
+  'multihost', False, 'Start jax.distributed (every process runs this command; see launch/).'
+)
+flags.DEFINE_string('coordinator_address', None, '--multihost: host:port of process 0.')
+flags.DEFINE_integer('num_processes', None, '--multihost: number of processes.')
+flags.DEFINE_integer('process_id', None, '--multihost: this process (0 .. num_processes - 1).')
+flags.DEFINE_list('local_device_ids', None, '--multihost: local device ids, e.g. 0,1.')
 flags.DEFINE_string(
   'compilation_cache',
   '',
@@ -55,6 +62,13 @@ def run(argv) -> int:
   from gen.errors import ConfigError
 
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  from gen import distributed
+
+  if distributed.wanted(FLAGS.multihost):
+    ids = [int(i) for i in FLAGS.local_device_ids] if FLAGS.local_device_ids else None
+    distributed.initialize(
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, local_device_ids=ids
+    )
   config, workdir = FLAGS.config, FLAGS.workdir
   if config is None or not workdir:
     print('error: --config and --workdir are required', file=sys.stderr)

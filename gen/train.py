@@ -23,8 +23,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gen import data as data_lib
+from gen import distributed, objectives
 from gen import metrics as metrics_lib
-from gen import objectives
 from gen.errors import ConfigError
 from gen.metrics import evaluation
 from gen.state import TrainState
@@ -195,7 +195,7 @@ def make_sample_fn(setup: Setup, num: int):
       sample = lambda st, r: setup.objective.sample(st, r, num)
       out = _per_example_shardings(setup, sample, num, state, rng)
       compiled['fn'] = jax.jit(sample, out_shardings=out)
-    return jax.device_get(compiled['fn'](state, rng))
+    return distributed.to_host(compiled['fn'](state, rng))
 
   return run
 
@@ -215,7 +215,7 @@ def save_strip_pictures(setup: Setup, state: TrainState, stem: str, rng, num: in
     if not hasattr(setup.objective, method):
       continue
     fn = jax.jit(lambda st, r, m=method: getattr(setup.objective, m)(st, r, num))
-    frames = np.asarray(jax.device_get(fn(state, rng)))  # [F, rows, H, W, C]
+    frames = np.asarray(distributed.to_host(fn(state, rng)))  # [F, rows, H, W, C]
     if jax.process_index() != 0:
       continue
     rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
@@ -327,7 +327,7 @@ def compute_metrics(
     evaluator = evaluator or make_evaluator(setup)
     sample_fn = sample_fn or make_sample_fn(setup, num)
     out = sample_fn(state, rng)
-    samples = np.asarray(jax.device_get(out['samples']))
+    samples = np.asarray(out['samples'])
     values, extras = evaluator.compute(samples, setup.config.seed, sample_names)
     if 'nfe' in out:
       values['sample_nfe'] = int(out['nfe'])
@@ -379,14 +379,14 @@ def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
   x = reference_data(setup, ev.bpd_num)
   x = x[: len(x) - len(x) % setup.mesh.size] if len(x) >= setup.mesh.size else x
   sharding = setup.batch_sharding if len(x) % setup.mesh.size == 0 else setup.replicated
-  x = jax.device_put(jnp.asarray(x), sharding)
+  x = jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])  # multi-host too
   key = jax.random.fold_in(jax.random.key(setup.config.seed + 5), step)
   fn = jax.jit(
     lambda st, xx, k: setup.objective.bits_per_dim(
       st, xx, k, ev.num_bins, ev.bpd_trace, ev.bpd_rtol, ev.bpd_atol
     )
   )
-  out = jax.device_get(fn(state, x, key))
+  out = distributed.to_host(fn(state, x, key))
   return {'bpd': float(out['bpd']), 'bpd_nfe': int(out['bpd_nfe'])}
 
 
@@ -683,7 +683,9 @@ def _loop(
   t = setup.config.train
   start = int(state.step)
   last_ckpt = start if start else None
-  key = jax.device_put(base_key(setup.config.seed, rollbacks), setup.replicated)
+  # Made under jit: a replicated array on every device of every process (device_put of a host
+  # value cannot target another process's devices).
+  key = jax.jit(lambda: base_key(setup.config.seed, rollbacks), out_shardings=setup.replicated)()
   batch = to_global(next(data_iter), setup.batch_sharding)
   if step_fn is None:
     t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 python tests/multidevice.py compare WORKDIR    # 30 steps on 1 device vs on 8: losses, params
 python tests/multidevice.py save_on_8 WORKDIR  # 20 smoke steps on 8 devices, checkpointed
+python tests/multidevice.py samples WORKDIR    # the same samples on 1, 2, 4 and 8 devices
 """
 
 import json
@@ -56,6 +57,26 @@ def save_on_8(root: str) -> dict:
   return {'devices': jax.device_count(), 'workdir': wd}
 
 
+def samples(root: str) -> dict:
+  """Samples of the step-0 state of a diffusion and a GAN experiment on 1, 2, 4, 8 devices: the
+  largest difference from the 1-device samples, per experiment (sample i depends on (seed, i)
+  only: stateless keys whose values do not depend on the sharding)."""
+  del root
+  from experiments import gan_ring8
+
+  out = {}
+  for name, module in (('ddpm_ring8', ddpm_ring8), ('gan_ring8', gan_ring8)):
+    config = module.get_config('smoke')
+    draws = {}
+    for n in (1, 2, 4, 8):
+      setup = train.build(config, train.make_mesh(jax.devices()[:n]))
+      state = train.init_state(setup)
+      draws[n] = np.asarray(train.make_sample_fn(setup, 64)(state, jax.random.key(7))['samples'])
+    out[name] = max(float(np.max(np.abs(draws[n] - draws[1]))) for n in (2, 4, 8))
+  return out
+
+
 if __name__ == '__main__':
-  result = {'compare': compare, 'save_on_8': save_on_8}[sys.argv[1]](sys.argv[2])
+  modes = {'compare': compare, 'save_on_8': save_on_8, 'samples': samples}
+  result = modes[sys.argv[1]](sys.argv[2])
   print('RESULT ' + json.dumps(result))
