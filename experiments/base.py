@@ -149,6 +149,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.sample_every = 1000
   c.train.eval_every = 0  # 0: evaluate only at the end of the run
   c.train.ema_rate = 0.999
+  # Micro-batches per step (gradient accumulation, diffusion objectives); the batch is split
+  # into this many equal parts, each data.batch_size / grad_accum examples.
+  c.train.grad_accum = 1
   # stop | skip_step | rollback (to the last good checkpoint, with a new key)
   c.train.on_nonfinite = 'stop'
   c.train.max_rollbacks = 3  # rollback: give up (NonFiniteError) after this many

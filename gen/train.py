@@ -99,6 +99,11 @@ def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None
   if config.sample.num < 1 or config.eval.num_samples < 1:
     raise ConfigError('sample.num and eval.num_samples must be >= 1')
   batch, n = config.data.batch_size, mesh.size
+  k = t.grad_accum
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1 or batch % k:
+    raise ConfigError(
+      f'train.grad_accum={k!r} must be an integer >= 1 that divides data.batch_size={batch}'
+    )
   if batch < 1 or batch % n:
     raise ConfigError(
       f'data.batch_size={batch} must be a positive multiple of the device count {n} '
@@ -117,6 +122,11 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
       f'examples of {spec.name!r}'
     )
   objective = objectives.make(config, spec)
+  if config.train.grad_accum > 1 and not hasattr(objective, 'grad_accum'):
+    raise ConfigError(
+      f'train.grad_accum={config.train.grad_accum}: gradient accumulation is implemented for '
+      f'diffusion objectives; objective.name={config.objective.name!r} needs 1'
+    )
   names = metrics_lib.resolve(config.eval.metrics, spec, objective)
   metrics_lib.validate(names, spec)
   if 'bpd' in names and not metrics_lib.has_likelihood(objective):

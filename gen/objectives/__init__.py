@@ -122,6 +122,7 @@ def _make_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec) -> dif
     sampler_options={k: smp[k] for k in samplers.SAMPLERS[smp.sampler].options},
     guidance_scale=smp.guidance_scale,
     use_ema=smp.use_ema,
+    grad_accum=config.train.grad_accum,
   )
 
 

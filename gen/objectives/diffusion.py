@@ -159,6 +159,7 @@ class Diffusion:
     sampler_options: the sampler's own `config.sample` fields (eta, variance, snr, ...).
     guidance_scale: classifier-free guidance w at sampling.
     use_ema: sample from the EMA parameters.
+    grad_accum: micro-batches per step (gradient accumulation; see `step`).
   """
 
   model: nn.Module
@@ -183,6 +184,7 @@ class Diffusion:
   sampler_options: dict = dataclasses.field(default_factory=dict)
   guidance_scale: float = 1.0
   use_ema: bool = True
+  grad_accum: int = 1
 
   # -- the network as a prediction of the declared kind ------------------------------------
 
@@ -230,27 +232,61 @@ class Diffusion:
     params = self.model.init(rng, x, t, False, labels=labels)['params']
     return state_lib.create_state({NET: params}, {NET: self.tx})
 
-  def loss(self, params, batch, key: jax.Array) -> jax.Array:
-    """The training loss of one batch (see `denoising_loss`)."""
+  def draw(self, batch: dict[str, Any], key: jax.Array) -> dict[str, Any]:
+    """The loss's randomness for the whole batch: times, noise, labels after dropout, and the
+    network's dropout key (drawn once per step, so micro-batches see the same draws)."""
     x0 = batch['x']
     key_t, key_eps, key_drop, key_label = jax.random.split(key, 4)
-    t = sample_times(self.time_sampling, self.process, key_t, x0.shape[0], **self.time_kw)
-    eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
-    labels = None
+    out = {
+      'x': x0,
+      't': sample_times(self.time_sampling, self.process, key_t, x0.shape[0], **self.time_kw),
+      'eps': jax.random.normal(key_eps, x0.shape, x0.dtype),
+    }
     if self.num_classes:
       drop = jax.random.bernoulli(key_label, self.label_dropout, (x0.shape[0],))
-      labels = jnp.where(drop, self.num_classes, batch['label'])
+      out['labels'] = jnp.where(drop, self.num_classes, batch['label'])
+    return out, key_drop
+
+  def loss_of(self, params, drawn: dict[str, Any], key_drop: jax.Array) -> jax.Array:
+    """`denoising_loss` of a batch whose randomness `draw` produced."""
+    labels = drawn.get('labels')
 
     def x0_fn(x_t, tt):
       pred = self.predict(params, x_t, tt, labels, train=True, dropout_key=key_drop)
       return param_lib.to_x0_eps(self.kind, pred, x_t, tt, self.process)[0]
 
+    t = drawn['t']
     weight = loss_weight(self.weighting, self.process, t, self.min_snr_gamma, self.sigma_data)
-    return denoising_loss(x0_fn, self.process, x0, t, eps, weight)
+    return denoising_loss(x0_fn, self.process, drawn['x'], t, drawn['eps'], weight)
+
+  def loss(self, params, batch, key: jax.Array) -> jax.Array:
+    """The training loss of one batch (see `denoising_loss`)."""
+    drawn, key_drop = self.draw(batch, key)
+    return self.loss_of(params, drawn, key_drop)
 
   def step(self, state: state_lib.TrainState, batch: dict[str, Any], key: jax.Array):
-    """One optimizer step on the loss; returns (state, metrics)."""
-    loss, grads = jax.value_and_grad(self.loss)(state.params[NET], batch, key)
+    """One optimizer step on the loss; returns (state, metrics).
+
+    With `grad_accum` = k > 1 the batch is cut into k micro-batches, whose gradients are
+    summed in a `lax.scan` (activations of one micro-batch in memory at a time) and averaged:
+    the same update as the whole batch, since the times and noise are drawn for the whole batch
+    first (network dropout masks, where the model has dropout, are drawn per micro-batch).
+    """
+    params = state.params[NET]
+    if self.grad_accum == 1:
+      loss, grads = jax.value_and_grad(self.loss)(params, batch, key)
+    else:
+      drawn, key_drop = self.draw(batch, key)
+      k = self.grad_accum
+      micro = jax.tree.map(lambda a: a.reshape(k, a.shape[0] // k, *a.shape[1:]), drawn)
+
+      def one(carry, mb):
+        loss, grads = jax.value_and_grad(self.loss_of)(params, mb, key_drop)
+        return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+      zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
+      (loss, grads), _ = jax.lax.scan(one, zero, micro)
+      loss, grads = jax.tree.map(lambda a: a / k, (loss, grads))
     new_state, grad_norm = state_lib.apply_gradients(state, NET, grads, self.tx, self.ema_rate)
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
     return new_state, metrics
