@@ -6,6 +6,8 @@ Expected on a 2-core CPU: 80 s wall (8,000 steps of batch 512 at ~150 steps/s, p
 pictures and the final eval); EMA samples cover 8/8 modes with high_quality_fraction 0.967 and
 sliced_w2 0.17 (W/eval/step_8000.json, seed 0; two draws of the data itself are ~0.11 apart).
 Smoke variant (seconds, used by the tests): --config=experiments/ddpm_ring8.py:smoke
+Learning-rate sweep (`sweep()` below, 3 runs, one summary table):
+  python -m launch.sweep --config=experiments/ddpm_ring8.py --workdir_root=runs/ddpm_ring8_lr
 """
 
 from experiments import base
@@ -53,3 +55,10 @@ def get_config(arg: str | None = None):
   elif arg:
     raise ValueError(f"experiments/ddpm_ring8.py: unknown variant {arg!r}; choose 'smoke'")
   return c
+
+
+def sweep():
+  """The learning-rate sweep that `python -m launch.sweep` runs: one override dict (dotted config
+  path -> value) per run, each applied on top of `get_config(arg)`; 3e-4 ... 3e-3 brackets the
+  default 1e-3 by about 3x either way."""
+  return [{'optim.lr': 3e-4}, {'optim.lr': 1e-3}, {'optim.lr': 3e-3}]

@@ -1,0 +1,1 @@
+"""Launchers that start `gen.main` runs: `python -m launch.sweep` (one run per override set)."""
