@@ -152,6 +152,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Micro-batches per step (gradient accumulation, diffusion objectives); the batch is split
   # into this many equal parts, each data.batch_size / grad_accum examples.
   c.train.grad_accum = 1
+  # The network's arithmetic: float32 | bfloat16 (parameters, optimizer state, EMA, schedules
+  # and samplers stay float32; diffusion objectives).
+  c.train.compute_dtype = 'float32'
   # stop | skip_step | rollback (to the last good checkpoint, with a new key)
   c.train.on_nonfinite = 'stop'
   c.train.max_rollbacks = 3  # rollback: give up (NonFiniteError) after this many

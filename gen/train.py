@@ -122,6 +122,15 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
       f'examples of {spec.name!r}'
     )
   objective = objectives.make(config, spec)
+  if config.train.compute_dtype not in ('float32', 'bfloat16'):
+    raise ConfigError(
+      f"train.compute_dtype={config.train.compute_dtype!r}: choose 'float32' or 'bfloat16'"
+    )
+  if config.train.compute_dtype != 'float32' and not hasattr(objective, 'compute_dtype'):
+    raise ConfigError(
+      f'train.compute_dtype={config.train.compute_dtype!r} is implemented for diffusion '
+      f"objectives; objective.name={config.objective.name!r} needs 'float32'"
+    )
   if config.train.grad_accum > 1 and not hasattr(objective, 'grad_accum'):
     raise ConfigError(
       f'train.grad_accum={config.train.grad_accum}: gradient accumulation is implemented for '

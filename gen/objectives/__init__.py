@@ -123,6 +123,7 @@ def _make_diffusion(config: ml_collections.ConfigDict, spec: DatasetSpec) -> dif
     guidance_scale=smp.guidance_scale,
     use_ema=smp.use_ema,
     grad_accum=config.train.grad_accum,
+    compute_dtype=config.train.compute_dtype,
   )
 
 

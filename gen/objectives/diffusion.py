@@ -34,6 +34,7 @@ import optax
 from gen import samplers
 from gen import state as state_lib
 from gen.metrics import likelihood
+from gen.models import precision
 from gen.processes import parameterization as param_lib
 
 NET = 'denoiser'
@@ -160,6 +161,7 @@ class Diffusion:
     guidance_scale: classifier-free guidance w at sampling.
     use_ema: sample from the EMA parameters.
     grad_accum: micro-batches per step (gradient accumulation; see `step`).
+    compute_dtype: 'float32' or 'bfloat16': the network's arithmetic (gen.models.precision).
   """
 
   model: nn.Module
@@ -185,19 +187,22 @@ class Diffusion:
   guidance_scale: float = 1.0
   use_ema: bool = True
   grad_accum: int = 1
+  compute_dtype: str = 'float32'
 
   # -- the network as a prediction of the declared kind ------------------------------------
 
   def predict(self, params, x, t, labels=None, train=False, dropout_key=None):
     """The network's output at (x_t, t), of kind `parameterization` (x0 under EDM precond)."""
-    apply = lambda inp: self.model.apply(
-      {'params': params},
+    run = lambda p, inp: self.model.apply(
+      {'params': p},
       inp,
       self.process.model_time(t),
       train,
       labels=labels,
       rngs={'dropout': dropout_key} if dropout_key is not None else {},
     )
+    # train.compute_dtype: the network computes in bfloat16 if asked; everything else is float32.
+    apply = lambda inp: precision.apply_in(self.compute_dtype, run, params, inp).astype(x.dtype)
     if not self.edm_preconditioning:
       return apply(x)
     _, sigma = self.process.marginal(t)
