@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                                          # both experiments
     python benchmarks/train_step.py --experiments=ddpm_cifar10 --batch=8 --steps=3  # on a CPU
+    python benchmarks/train_step.py --compute_dtype=bfloat16                 # GPU/TPU
 
 It builds the experiment's objective exactly as `gen.main` does and times the step that
 `gen.train.make_train_step` compiles (loss, gradients, Adam, EMA, non-finite guard), on random
@@ -9,7 +10,10 @@ data of the dataset's shape, so no dataset is needed. Each line: {"experiment", 
 "batch", "params", "compile_seconds", "examples_per_sec" (median over --steps timed steps after
 --warmup), "step_flops" (XLA cost analysis), "achieved_flops_per_sec", "peak_memory_bytes"
 (compiled: temp + arguments + outputs - donated aliases), "device_peak_bytes_in_use" (the
-allocator's peak; null where the backend has no memory stats, e.g. CPU)}.
+allocator's peak; null where the backend has no memory stats, e.g. CPU), "matmul_peak_flops_per_sec"
+(this device's dense-matmul rate, measured in the same run: square float32 (or --compute_dtype)
+matmuls of sizes 1024-4096, jitted, the median time of each size, the best size),
+"fraction_of_matmul_peak"}.
 """
 
 import argparse
@@ -33,7 +37,28 @@ from gen.data import DatasetSpec  # noqa: E402
 EXPERIMENTS = {
   'ddpm_digits': DatasetSpec('digits', 'images', (8, 8, 1), 10, 1500),
   'ddpm_cifar10': DatasetSpec('cifar10', 'images', (32, 32, 3), 10, 50_000),
+  'dcgan_digits': DatasetSpec('digits', 'images', (8, 8, 1), 10, 1500),
+  'dcgan_cifar10': DatasetSpec('cifar10', 'images', (32, 32, 3), 10, 50_000),
 }
+
+
+def matmul_peak(dtype: str = 'float32', repeats: int = 5) -> float:
+  """This device's dense-matmul FLOP/s: the best size among 1024, 2048, 4096 of the median of
+  `repeats` timed square matmuls (medians: a CPU share limited by a cgroup quota can burst above
+  its steady rate for a few milliseconds)."""
+  best = 0.0
+  for n in (1024, 2048, 4096):
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    f = jax.jit(lambda x, y: x @ y)
+    jax.block_until_ready(f(a, b))
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(f(a, b))
+      times.append(time.perf_counter() - start)
+    best = max(best, 2 * n**3 / statistics.median(times))
+  return best
 
 
 def _cost(compiled, name: str):
@@ -61,9 +86,13 @@ def _device_peak():
   return None if not stats or 'peak_bytes_in_use' not in stats else int(stats['peak_bytes_in_use'])
 
 
-def benchmark(name: str, batch: int | None, steps: int, warmup: int) -> dict:
+def benchmark(
+  name: str, batch: int | None, steps: int, warmup: int, dtype: str = 'float32', peak=None
+) -> dict:
   """Compiles and times the train step of experiment `name`; returns the JSON record."""
   config = importlib.import_module(f'experiments.{name}').get_config()
+  if dtype != 'float32':
+    config.train.compute_dtype = dtype
   spec = EXPERIMENTS[name]
   if batch:
     config.data.batch_size = batch
@@ -89,8 +118,9 @@ def benchmark(name: str, batch: int | None, steps: int, warmup: int) -> dict:
     jax.block_until_ready((state, metrics))
     if i >= warmup:
       times.append(time.perf_counter() - start)
-  if not np.isfinite(float(metrics['loss'])):
-    raise FloatingPointError(f'{name}: the loss is {float(metrics["loss"])}')
+  losses = {k: float(v) for k, v in metrics.items() if k.startswith('loss')}  # GAN: loss/...
+  if not all(np.isfinite(v) for v in losses.values()):
+    raise FloatingPointError(f'{name}: non-finite losses {losses}')
 
   median = statistics.median(times)
   flops = _cost(compiled, 'flops')
@@ -98,6 +128,7 @@ def benchmark(name: str, batch: int | None, steps: int, warmup: int) -> dict:
     'experiment': name,
     'device': f'{jax.devices()[0].platform}:{jax.devices()[0].device_kind}',
     'batch': batch,
+    'compute_dtype': dtype,
     'params': num_params,
     'compile_seconds': round(compile_seconds, 3),
     'examples_per_sec': round(batch / median, 2),
@@ -105,6 +136,10 @@ def benchmark(name: str, batch: int | None, steps: int, warmup: int) -> dict:
     'achieved_flops_per_sec': None if flops is None else flops / median,
     'peak_memory_bytes': _compiled_memory(compiled),
     'device_peak_bytes_in_use': _device_peak(),
+    'matmul_peak_flops_per_sec': peak,
+    'fraction_of_matmul_peak': None
+    if flops is None or not peak
+    else round(flops / median / peak, 4),
   }
 
 
@@ -116,6 +151,7 @@ def main(argv=None):
   parser.add_argument('--batch', type=int, default=None, help='overrides every default batch')
   parser.add_argument('--steps', type=int, default=20, help='timed steps (median reported)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
+  parser.add_argument('--compute_dtype', default='float32', choices=['float32', 'bfloat16'])
   args = parser.parse_args(argv)
   names = [n for n in args.experiments.split(',') if n]
   unknown = sorted(set(names) - set(EXPERIMENTS))
@@ -123,8 +159,10 @@ def main(argv=None):
     parser.error(f'--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}')
   # CPU cannot reuse donated buffers; the warning is noise here.
   warnings.filterwarnings('ignore', message='Some donated buffers were not usable')
+  peak = matmul_peak(args.compute_dtype)
   for name in names:
-    print(json.dumps(benchmark(name, args.batch, args.steps, args.warmup)), flush=True)
+    record = benchmark(name, args.batch, args.steps, args.warmup, args.compute_dtype, peak)
+    print(json.dumps(record), flush=True)
 
 
 if __name__ == '__main__':
