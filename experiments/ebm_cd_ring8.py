@@ -29,19 +29,13 @@ cannot beat unit noise); energy_alpha 1: 8/8, hq 0.71, sliced_w2 0.31; K = 20 (t
 sampling): 8/8, hq 0.90, sliced_w2 0.26 in 39 s; 3,000 steps: 8/8, hq 0.93, sliced_w2 0.21.
 """
 
-from experiments import base
+from experiments import base, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the ebm_cd_ring8 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config()
-  c.data.name = 'ring8'
-  c.data.batch_size = 256
-  c.model.name = 'energy_mlp'
-  c.model.energy_mlp.features = (128, 128, 128)
-  c.model.energy_mlp.spectral_norm = False
-  c.objective.name = 'ebm'
-  c.objective.loss = 'cd'
+  ebm_common.toy_network(c, 'ring8', 256, 'energy_mlp', 'cd')
   c.objective.energy_alpha = 0.1
   c.objective.chain_init = 'noise'  # short-run: a fresh chain from noise for every negative
   c.objective.init_range = 2.5
@@ -49,35 +43,8 @@ def get_config(arg: str | None = None):
   c.objective.sample_chain_steps = 40  # sample exactly as trained
   c.objective.step_size = 0.05
   c.objective.noise_scale = 0.05
-  c.objective.chain_grad_clip = 0.0
-  c.objective.mala = False
-  c.optim.optimizer = 'adam'
-  c.optim.lr = 1e-3
-  c.optim.b1 = 0.5
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 0.0
-  c.optim.warmup_steps = 0
-  c.optim.schedule = 'constant'
-  c.optim.grad_clip = 0.0
-  c.train.num_steps = 2000
-  c.train.log_every = 100
-  c.train.ckpt_every = 2000
-  c.train.sample_every = 500
-  c.train.ema_rate = 0.99
-  c.sample.num = 2000
-  c.sample.use_ema = True
-  c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
-  c.eval.num_samples = 2500
-  if arg == 'smoke':
-    c.model.energy_mlp.features = (32, 32)
-    c.objective.chain_steps = 5
-    c.objective.sample_chain_steps = 5
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.ckpt_every = 10
-    c.train.sample_every = 10
-    c.sample.num = 64
-    c.eval.num_samples = 256
-  elif arg:
-    raise ValueError(f"experiments/ebm_cd_ring8.py: unknown variant {arg!r}; choose 'smoke'")
-  return c
+  ebm_common.adam(c, 1e-3, 0.5, 0, 'constant')
+  ebm_common.toy_run(
+    c, 2000, 100, 500, 0.99, ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+  )
+  return ebm_common.variant(c, arg, 'ebm_cd_ring8')

@@ -26,51 +26,19 @@ stretched along the circle), 8/8, hq 0.67, sliced_w2 0.20, no spurious minima, 2
 240 s. Sampling the chosen run with a = 4e-4: hq 0.82, sliced_w2 1.30; a = 1e-3: hq 0.70.
 """
 
-from experiments import base
+from experiments import base, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the exact_sm_ring8 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config()
-  c.data.name = 'ring8'
-  c.data.batch_size = 256
-  c.model.name = 'energy_mlp'
-  c.model.energy_mlp.features = (128, 128, 128)
-  c.model.energy_mlp.spectral_norm = False
-  c.objective.name = 'ebm'
-  c.objective.loss = 'exact_sm'
+  ebm_common.toy_network(c, 'ring8', 256, 'energy_mlp', 'exact_sm')
   c.objective.init_range = 2.5
   c.objective.sample_chain_steps = 2000
   c.objective.step_size = 1e-4
   c.objective.noise_scale = 1.0
-  c.objective.chain_grad_clip = 0.0
-  c.objective.mala = False
-  c.optim.optimizer = 'adam'
-  c.optim.lr = 3e-3
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 0.0
-  c.optim.warmup_steps = 100
-  c.optim.schedule = 'cosine'
-  c.optim.grad_clip = 0.0
-  c.train.num_steps = 4000
-  c.train.log_every = 100
-  c.train.ckpt_every = 4000
-  c.train.sample_every = 1000
-  c.train.ema_rate = 0.999
-  c.sample.num = 2000
-  c.sample.use_ema = True
-  c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
-  c.eval.num_samples = 2500
-  if arg == 'smoke':
-    c.model.energy_mlp.features = (32, 32)
-    c.objective.sample_chain_steps = 10
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.ckpt_every = 10
-    c.train.sample_every = 10
-    c.sample.num = 64
-    c.eval.num_samples = 256
-  elif arg:
-    raise ValueError(f"experiments/exact_sm_ring8.py: unknown variant {arg!r}; choose 'smoke'")
-  return c
+  ebm_common.adam(c, 3e-3, 0.9, 100, 'cosine')
+  ebm_common.toy_run(
+    c, 4000, 100, 1000, 0.999, ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+  )
+  return ebm_common.variant(c, arg, 'exact_sm_ring8')

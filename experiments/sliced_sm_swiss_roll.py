@@ -25,19 +25,13 @@ density to converge to); from the score_mlp run, a = 1e-2 x 4,000 steps: 0.050, 
 5,000 steps: 0.119. Single sample draws vary by about +-0.015.
 """
 
-from experiments import base
+from experiments import base, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the sliced_sm_swiss_roll config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config()
-  c.data.name = 'swiss_roll'
-  c.data.batch_size = 512
-  c.model.name = 'energy_mlp'
-  c.model.energy_mlp.features = (128, 128, 128)
-  c.model.energy_mlp.spectral_norm = False
-  c.objective.name = 'ebm'
-  c.objective.loss = 'sliced_sm'
+  ebm_common.toy_network(c, 'swiss_roll', 512, 'energy_mlp', 'sliced_sm')
   c.objective.sm_projections = 1
   c.objective.sm_projection = 'rademacher'
   c.objective.sm_variance_reduced = True
@@ -45,36 +39,6 @@ def get_config(arg: str | None = None):
   c.objective.sample_chain_steps = 4000
   c.objective.step_size = 5e-3
   c.objective.noise_scale = 1.0
-  c.objective.chain_grad_clip = 0.0
-  c.objective.mala = False
-  c.optim.optimizer = 'adam'
-  c.optim.lr = 1e-3
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 0.0
-  c.optim.warmup_steps = 100
-  c.optim.schedule = 'cosine'
-  c.optim.grad_clip = 0.0
-  c.train.num_steps = 5000
-  c.train.log_every = 250
-  c.train.ckpt_every = 5000
-  c.train.sample_every = 2500
-  c.train.ema_rate = 0.999
-  c.sample.num = 2000
-  c.sample.use_ema = True
-  c.eval.metrics = ('sliced_w2',)
-  c.eval.num_samples = 2500
-  if arg == 'smoke':
-    c.model.energy_mlp.features = (32, 32)
-    c.objective.sample_chain_steps = 10
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.ckpt_every = 10
-    c.train.sample_every = 10
-    c.sample.num = 64
-    c.eval.num_samples = 256
-  elif arg:
-    raise ValueError(
-      f"experiments/sliced_sm_swiss_roll.py: unknown variant {arg!r}; choose 'smoke'"
-    )
-  return c
+  ebm_common.adam(c, 1e-3, 0.9, 100, 'cosine')
+  ebm_common.toy_run(c, 5000, 250, 2500, 0.999, ('sliced_w2',))
+  return ebm_common.variant(c, arg, 'sliced_sm_swiss_roll')
