@@ -38,6 +38,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gen.metrics.toy import as_2d
+
 __all__ = [
   'count_in_balls',
   'density_coverage',
@@ -52,17 +54,8 @@ MAX_BLOCK_ROWS = 1024
 MAX_TILE = 1 << 25  # elements of one [block, M] distance tile (128 MiB in float32)
 
 
-def _as_2d(name: str, x: Any) -> np.ndarray:
-  x = np.asarray(x, dtype=np.float64)
-  if x.ndim != 2:
-    raise ValueError(f'`{name}` must be a 2-D array [N, D]; got shape {x.shape}.')
-  if x.shape[0] == 0 or x.shape[1] == 0:
-    raise ValueError(f'`{name}` must have at least one row and one column; got {x.shape}.')
-  return x
-
-
 def _check_pair(names: tuple[str, str], a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-  a, b = _as_2d(names[0], a), _as_2d(names[1], b)
+  a, b = as_2d(names[0], a), as_2d(names[1], b)
   if a.shape[1] != b.shape[1]:
     raise ValueError(
       f'`{names[0]}` and `{names[1]}` must have the same dimension D; got {a.shape} and {b.shape}.'
@@ -186,7 +179,7 @@ def knn_radii(features: Any, k: int, mesh: Mesh | None = None) -> np.ndarray:
   Returns:
     float32 array [N].
   """
-  x = _as_2d('features', features)
+  x = as_2d('features', features)
   _check_k(k, x.shape[0], 'features')
   return _radii_of_rows(x, np.arange(x.shape[0]), k, mesh)
 

@@ -20,18 +20,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gen.metrics.toy import as_2d
+
 __all__ = ['inception_score', 'kid']
 
 DATA_AXIS = 'data'
-
-
-def _as_2d(name: str, x: Any, dtype=np.float64) -> np.ndarray:
-  x = np.asarray(x, dtype=dtype)
-  if x.ndim != 2:
-    raise ValueError(f'`{name}` must be a 2-D array [N, D]; got shape {x.shape}.')
-  if x.shape[0] == 0 or x.shape[1] == 0:
-    raise ValueError(f'`{name}` must have at least one row and one column; got {x.shape}.')
-  return x
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -62,7 +55,7 @@ def inception_score(logits: Any, splits: int = 10) -> tuple[float, float]:
   Raises:
     ValueError: if `logits` is not 2-D or `splits` is out of range.
   """
-  logits = _as_2d('logits', logits)
+  logits = as_2d('logits', logits)
   n = logits.shape[0]
   if not 1 <= splits <= n:
     raise ValueError(f'`splits` must be in [1, N = {n}]; got {splits}.')
@@ -190,8 +183,8 @@ def kid(
   Raises:
     ValueError: on bad shapes or sizes.
   """
-  xa = _as_2d('features_a', features_a, np.float32)
-  xb = _as_2d('features_b', features_b, np.float32)
+  xa = as_2d('features_a', features_a, np.float32)
+  xb = as_2d('features_b', features_b, np.float32)
   if xa.shape[1] != xb.shape[1]:
     raise ValueError(f'Feature dimensions differ: {xa.shape} and {xb.shape}.')
   if num_subsets < 1:

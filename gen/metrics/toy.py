@@ -31,9 +31,10 @@ __all__ = [
 ]
 
 
-def _as_2d(name: str, x: Any) -> np.ndarray:
-  """Converts `x` to a float64 [N, D] array, raising a ValueError that names `name`."""
-  x = np.asarray(x, dtype=np.float64)
+def as_2d(name: str, x: Any, dtype=np.float64) -> np.ndarray:
+  """Converts `x` to a non-empty [N, D] array of `dtype`, raising a ValueError naming `name`
+  (shared by the sample metrics: toy, sample_quality, precision_recall)."""
+  x = np.asarray(x, dtype=dtype)
   if x.ndim != 2:
     raise ValueError(f'`{name}` must be a 2-D array [N, D]; got shape {x.shape}.')
   if x.shape[0] == 0 or x.shape[1] == 0:
@@ -44,8 +45,8 @@ def _as_2d(name: str, x: Any) -> np.ndarray:
 def _check_mixture_args(
   samples: Any, centers: Any, std: float, num_std: float
 ) -> tuple[np.ndarray, np.ndarray]:
-  samples = _as_2d('samples', samples)
-  centers = _as_2d('centers', centers)
+  samples = as_2d('samples', samples)
+  centers = as_2d('centers', centers)
   if samples.shape[1] != centers.shape[1]:
     raise ValueError(
       f'`samples` and `centers` must have the same dimension D; got samples '
@@ -219,8 +220,8 @@ def sliced_wasserstein(x: Any, y: Any, key: Any, num_projections: int = 256) -> 
   Raises:
     ValueError: if an array is not 2-D, the dimensions differ, or `num_projections` < 1.
   """
-  x = _as_2d('x', x)
-  y = _as_2d('y', y)
+  x = as_2d('x', x)
+  y = as_2d('y', y)
   if x.shape[1] != y.shape[1]:
     raise ValueError(
       f'`x` and `y` must have the same dimension D; got x {x.shape} and y {y.shape}.'
