@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                                          # both experiments
     python benchmarks/train_step.py --experiments=ddpm_cifar10 --batch=8 --steps=3  # on a CPU
     python benchmarks/train_step.py --compute_dtype=bfloat16                 # GPU/TPU
+    python benchmarks/train_step.py --experiments=ddpm_cifar10 --remat       # U-Net remat
 
 It builds the experiment's objective exactly as `gen.main` does and times the step that
 `gen.train.make_train_step` compiles (loss, gradients, Adam, EMA, non-finite guard), on random
@@ -87,12 +88,20 @@ def _device_peak():
 
 
 def benchmark(
-  name: str, batch: int | None, steps: int, warmup: int, dtype: str = 'float32', peak=None
+  name: str,
+  batch: int | None,
+  steps: int,
+  warmup: int,
+  dtype: str = 'float32',
+  peak=None,
+  remat: bool = False,
 ) -> dict:
   """Compiles and times the train step of experiment `name`; returns the JSON record."""
   config = importlib.import_module(f'experiments.{name}').get_config()
   if dtype != 'float32':
     config.train.compute_dtype = dtype
+  if remat:
+    config.model.unet.remat = True
   spec = EXPERIMENTS[name]
   if batch:
     config.data.batch_size = batch
@@ -129,6 +138,7 @@ def benchmark(
     'device': f'{jax.devices()[0].platform}:{jax.devices()[0].device_kind}',
     'batch': batch,
     'compute_dtype': dtype,
+    'remat': remat,
     'params': num_params,
     'compile_seconds': round(compile_seconds, 3),
     'examples_per_sec': round(batch / median, 2),
@@ -152,6 +162,7 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=20, help='timed steps (median reported)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
   parser.add_argument('--compute_dtype', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--remat', action='store_true', help='model.unet.remat=True (U-Nets only)')
   args = parser.parse_args(argv)
   names = [n for n in args.experiments.split(',') if n]
   unknown = sorted(set(names) - set(EXPERIMENTS))
@@ -159,9 +170,13 @@ def main(argv=None):
     parser.error(f'--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}')
   # CPU cannot reuse donated buffers; the warning is noise here.
   warnings.filterwarnings('ignore', message='Some donated buffers were not usable')
+  if args.remat and any(not n.startswith('ddpm_') for n in names):
+    parser.error(f'--remat: only the U-Net experiments (ddpm_*) have blocks to remat: {names}')
   peak = matmul_peak(args.compute_dtype)
   for name in names:
-    record = benchmark(name, args.batch, args.steps, args.warmup, args.compute_dtype, peak)
+    record = benchmark(
+      name, args.batch, args.steps, args.warmup, args.compute_dtype, peak, args.remat
+    )
     print(json.dumps(record), flush=True)
 
 

@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
       dropout=0.0,
       num_groups=8,
       embedding='sinusoidal',  # sinusoidal | fourier (time/noise-level features)
+      remat=False,  # recompute block activations in the backward pass (memory for FLOPs)
     )
   )
 

@@ -7,6 +7,7 @@ of ADM (Dhariwal & Nichol 2021); optional multi-head self-attention at chosen re
 DDPM's 16x16 attention and ADM's multi-head variant.
 """
 
+import collections
 import math
 from collections.abc import Sequence
 
@@ -248,6 +249,10 @@ class UNet(nn.Module):
       is not empty".
     embedding: time features, 'sinusoidal' (DDPM) or 'fourier' (NCSN++ Gaussian features).
     num_classes: classes of the labels; 0 makes an unconditional model.
+    remat: recompute each residual and attention block's activations in the backward pass
+      (`flax.linen.remat`) instead of keeping them: less activation memory for about one more
+      forward pass. Parameter names and values are the same either way, so checkpoints
+      move between the two settings.
   """
 
   ch: int = 64
@@ -262,12 +267,7 @@ class UNet(nn.Module):
   mid_attention: bool | None = None
   embedding: str = 'sinusoidal'
   num_classes: int = 0
-
-  def _res_block(self, features: int) -> ResBlock:
-    return ResBlock(features, num_groups=self.num_groups, dropout=self.dropout)
-
-  def _attention(self) -> AttentionBlock:
-    return AttentionBlock(self.num_heads, self.head_dim, self.num_groups)
+  remat: bool = False
 
   @nn.compact
   def __call__(
@@ -308,6 +308,18 @@ class UNet(nn.Module):
       num_classes=self.num_classes,
       field='model.unet',
     )
+    made = collections.Counter()  # blocks made so far, per class
+
+    def block(cls: type[nn.Module], *args) -> nn.Module:
+      # Named as flax would auto-name it, so the parameters are the same with and without remat.
+      name = f'{cls.__name__}_{made[cls.__name__]}'
+      made[cls.__name__] += 1
+      if self.remat:  # ResBlock's `train` (argument 3, counting self) must stay a Python bool
+        cls = nn.remat(cls, static_argnums=(3,) if cls is ResBlock else ())
+      return cls(*args, name=name)
+
+    res_block = lambda features: block(ResBlock, features, self.num_groups, self.dropout)
+    attention = lambda: block(AttentionBlock, self.num_heads, self.head_dim, self.num_groups)
     attn_at = set(self.attn_resolutions)
     mid_attention = bool(attn_at) if self.mid_attention is None else self.mid_attention
 
@@ -315,25 +327,25 @@ class UNet(nn.Module):
     skips = [h]
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
-        h = self._res_block(self.ch * mult)(h, emb, train)
+        h = res_block(self.ch * mult)(h, emb, train)
         if h.shape[1] in attn_at:
-          h = self._attention()(h)
+          h = attention()(h)
         skips.append(h)
       if level != len(self.ch_mult) - 1:
         h = Downsample(h.shape[-1])(h)
         skips.append(h)
 
-    h = self._res_block(h.shape[-1])(h, emb, train)
+    h = res_block(h.shape[-1])(h, emb, train)
     if mid_attention:
-      h = self._attention()(h)
-    h = self._res_block(h.shape[-1])(h, emb, train)
+      h = attention()(h)
+    h = res_block(h.shape[-1])(h, emb, train)
 
     for level, mult in reversed(list(enumerate(self.ch_mult))):
       for _ in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = self._res_block(self.ch * mult)(h, emb, train)
+        h = res_block(self.ch * mult)(h, emb, train)
         if h.shape[1] in attn_at:
-          h = self._attention()(h)
+          h = attention()(h)
       if level != 0:
         h = Upsample(h.shape[-1])(h)
     assert not skips, 'every skip activation is consumed exactly once'
