@@ -128,7 +128,7 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
     )
   if config.train.compute_dtype != 'float32' and not hasattr(objective, 'compute_dtype'):
     raise ConfigError(
-      f'train.compute_dtype={config.train.compute_dtype!r} is implemented for diffusion '
+      f'train.compute_dtype={config.train.compute_dtype!r} is implemented for diffusion and GAN '
       f"objectives; objective.name={config.objective.name!r} needs 'float32'"
     )
   if config.train.grad_accum > 1 and not hasattr(objective, 'grad_accum'):

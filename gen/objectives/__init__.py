@@ -214,6 +214,7 @@ def _make_gan(config: ml_collections.ConfigDict, spec: DatasetSpec) -> gan.GAN:
     drs_candidates=obj.drs_candidates,
     drs_percentile=obj.drs_percentile,
     use_ema=config.sample.use_ema,
+    compute_dtype=config.train.compute_dtype,
   )
 
 

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from gen import state as state_lib
+from gen.models import precision
 from gen.samplers.editing import slerp
 
 G, D = 'generator', 'discriminator'
@@ -212,14 +213,24 @@ def rejection_sample(
 # -- the objective ---------------------------------------------------------------------------
 
 
-def _apply(module: nn.Module, params, collections: dict, *args, train: bool):
+def _apply(module: nn.Module, params, collections: dict, *args, train: bool, dtype='float32'):
   """module(*args) with its non-parameter collections (batch statistics, spectral-norm vectors);
-  in training mode returns the updated collections too."""
-  variables = {'params': params, **collections}
-  if train and collections:
-    out, mutated = module.apply(variables, *args, train=True, mutable=list(collections))
-    return out, {**collections, **mutated}
-  return module.apply(variables, *args, train=train), collections
+  in training mode returns the updated collections too. With dtype 'bfloat16' the network
+  computes in bfloat16 (gen.models.precision); its output and collections come back in their
+  float32 dtypes, so losses, penalties and the saved state stay float32."""
+
+  def run(p, *a):
+    variables = {'params': p, **collections}
+    if train and collections:
+      out, mutated = module.apply(variables, *a, train=True, mutable=list(collections))
+      return out, {**collections, **mutated}
+    return module.apply(variables, *a, train=train), collections
+
+  out, new = precision.apply_in(dtype, run, params, *args)
+  if dtype == 'float32':
+    return out, new
+  as_before = lambda after, before: after.astype(before.dtype)
+  return out.astype(jnp.float32), jax.tree.map(as_before, new, collections)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +254,8 @@ class GAN:
     rejection_sampling, drs_candidates, drs_percentile: discriminator rejection sampling at
       sampling time, from drs_candidates x num candidates with gamma at drs_percentile of F.
     use_ema: sample from the generator's EMA parameters.
+    compute_dtype: 'float32' or 'bfloat16': both networks' arithmetic (gen.models.precision);
+      parameters, optimizer states, losses and penalties stay float32.
   """
 
   generator: nn.Module
@@ -266,6 +279,7 @@ class GAN:
   drs_candidates: int = 4
   drs_percentile: float = 80.0
   use_ema: bool = True
+  compute_dtype: str = 'float32'
 
   # -- the two networks -----------------------------------------------------------------------
 
@@ -274,7 +288,10 @@ class GAN:
     batch they generate (also at sampling, where the EMA parameters have no running averages of
     their own); only the generator step keeps the running averages."""
     batch_norm = bool(collections) and 'batch_stats' in collections
-    return _apply(self.generator, params, collections, z, labels, train=train or batch_norm)
+    train = train or batch_norm
+    return _apply(
+      self.generator, params, collections, z, labels, train=train, dtype=self.compute_dtype
+    )
 
   def d_input(self, x, key=None):
     """What D sees of data x [B, ...]: DiffAugment (with `key`), then packing to [B / pack, ...]."""
@@ -284,8 +301,9 @@ class GAN:
 
   def discriminate(self, params, collections, x, labels=None, key=None, train=True):
     """D's logits [B / pack] of data x [B, ...] (augmented with `key`, then packed)."""
+    x = self.d_input(x, key)
     return _apply(
-      self.discriminator, params, collections, self.d_input(x, key), labels, train=train
+      self.discriminator, params, collections, x, labels, train=train, dtype=self.compute_dtype
     )
 
   def _latents(self, key, num):
@@ -330,7 +348,9 @@ class GAN:
     loss = LOSSES[self.loss][0](real_logits, fake_logits)
     aux = self._diagnostics(real_logits, fake_logits)
     if self.gp_weight or self.r1_weight:  # on D's own (augmented, packed) inputs
-      d_fn = lambda v: _apply(self.discriminator, d_params, coll, v, d_labels, train=False)[0]
+      d_fn = lambda v: _apply(
+        self.discriminator, d_params, coll, v, d_labels, train=False, dtype=self.compute_dtype
+      )[0]
       ka, kb, ke = jax.random.split(k_gp, 3)
       real_in = self.d_input(real, ka)
       if self.gp_weight:
