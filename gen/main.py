@@ -30,7 +30,8 @@ flags.DEFINE_list('local_device_ids', None, '--multihost: local device ids, e.g.
 flags.DEFINE_string(
   'compilation_cache',
   '',
-  "JAX's persistent compilation cache folder; '' = <workdir>/../.jax_cache, 'none' = off.",
+  "JAX's persistent compilation cache folder; '' = $JAX_COMPILATION_CACHE_DIR if set, else "
+  "<workdir>/../.jax_cache; 'none' = off.",
 )
 
 
@@ -40,7 +41,8 @@ def enable_compilation_cache(workdir: str, folder: str) -> None:
 
   if folder == 'none':
     return
-  folder = folder or os.path.join(os.path.dirname(os.path.abspath(workdir)), '.jax_cache')
+  default = os.path.join(os.path.dirname(os.path.abspath(workdir)), '.jax_cache')
+  folder = folder or os.environ.get('JAX_COMPILATION_CACHE_DIR') or default
   jax.config.update('jax_compilation_cache_dir', folder)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 

@@ -1,8 +1,17 @@
-"""Shared test helpers: configs, subprocess runs of the CLI, checkpoint reading."""
+"""Shared test helpers: configs, subprocess runs of the CLI, checkpoint reading.
 
+Every test, and every `gen.main` subprocess a test starts, shares one JAX persistent
+compilation cache in a temporary folder for the session: many tests compile the same smoke
+programs, and a cached executable is the one XLA would build again (results are unchanged).
+GEN_TEST_COMPILATION_CACHE=none turns it off.
+"""
+
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import jax
 import pytest
@@ -14,6 +23,19 @@ from gen.utils import checkpoint as ckpt_lib
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _session_compilation_cache() -> str | None:
+  if os.environ.get('GEN_TEST_COMPILATION_CACHE') == 'none':
+    return None
+  folder = tempfile.mkdtemp(prefix='gen_test_jax_cache_')
+  atexit.register(shutil.rmtree, folder, ignore_errors=True)
+  jax.config.update('jax_compilation_cache_dir', folder)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  return folder
+
+
+COMPILATION_CACHE = _session_compilation_cache()
+
+
 @pytest.fixture
 def smoke_config():
   """The ddpm_ring8 smoke config, unlocked copy for the test to adjust."""
@@ -22,7 +44,8 @@ def smoke_config():
 
 def run_cli(args, timeout=240, env=None, **kwargs):
   """Runs `python -m gen.main ARGS` from the repo root; returns the CompletedProcess."""
-  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
+  cache = {'JAX_COMPILATION_CACHE_DIR': COMPILATION_CACHE} if COMPILATION_CACHE else {}
+  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **cache, **(env or {})}
   return subprocess.run(
     [sys.executable, '-m', 'gen.main', *args],
     cwd=REPO,
