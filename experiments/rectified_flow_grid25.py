@@ -2,9 +2,10 @@
 
 Command:
   python -m gen.main --config=experiments/rectified_flow_grid25.py --workdir=runs/rf_grid25
-Expected on a 2-core CPU: 144 s wall (20,000 steps of batch 512; the seeded test in
-tests/test_quality_toys.py, run alone in CI); EMA samples with 100 Euler steps cover 25/25
-modes with high_quality_fraction 0.944 and sliced_w2 0.24 (seed 0; data-vs-data: 0.23).
+Expected on a 2-core CPU: ~80 s wall (10,000 steps of batch 512; the seeded test in
+tests/test_quality_toys.py); EMA samples with 100 Euler steps cover 25/25 modes with
+high_quality_fraction 0.951 and sliced_w2 0.24 (seed 0; seed 1: 0.949 / 0.25; data-vs-data:
+0.23).
 Smoke variant: --config=experiments/rectified_flow_grid25.py:smoke
 """
 
@@ -19,13 +20,18 @@ def get_config(arg: str | None = None):
   c.objective.process = 'rectified_flow'
   c.objective.parameterization = 'velocity'
   c.objective.weighting = 'velocity'  # = ||v_hat - (z - x0)||^2
-  c.objective.time_sampling = 'uniform'
-  # 10,000 steps reach high_quality_fraction 0.885 (0.889 with logit-normal times): samples
-  # streak between modes until the velocity field sharpens near t = 0.
-  c.train.num_steps = 20_000
+  # Samples streak between modes until the velocity field sharpens near the data (t = 0): with
+  # uniform times and lr 1e-3, 10,000 steps reach high_quality_fraction 0.885 and 20,000 steps
+  # 0.944. Logit-normal times (Esser et al. 2024) centred at sigmoid(-1) = 0.27, towards the
+  # data, and lr 2e-3 reach 0.951 in 10,000 (each change alone: 0.930, 0.924; seed 0).
+  c.objective.time_sampling = 'logit_normal'
+  c.objective.logit_normal_mean = -1.0
+  c.objective.logit_normal_std = 1.0
+  c.optim.lr = 2e-3
+  c.train.num_steps = 10_000
   c.train.log_every = 1000
   c.train.ckpt_every = 5000
-  c.train.sample_every = 10_000
+  c.train.sample_every = 5000
   c.sample.sampler = 'euler'
   c.sample.num_steps = 100
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
