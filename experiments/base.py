@@ -154,7 +154,7 @@ def get_config() -> ml_collections.ConfigDict:
   # into this many equal parts, each data.batch_size / grad_accum examples.
   c.train.grad_accum = 1
   # The network's arithmetic: float32 | bfloat16 (parameters, optimizer state, EMA, schedules
-  # and samplers stay float32; diffusion objectives).
+  # and samplers stay float32; diffusion and GAN objectives).
   c.train.compute_dtype = 'float32'
   # stop | skip_step | rollback (to the last good checkpoint, with a new key)
   c.train.on_nonfinite = 'stop'

@@ -2,8 +2,8 @@
 
 Command:
   python -m gen.main --config=experiments/ddpm_grid25.py --workdir=runs/ddpm_grid25
-Expected on a 2-core CPU: 95 s wall (10,000 steps of batch 512); EMA samples cover 25/25
-modes with high_quality_fraction 0.959 and sliced_w2 0.21 (seed 0; two 2,500-point draws of
+Expected on a 2-core CPU: ~105 s wall (10,000 steps of batch 512); EMA samples cover 25/25
+modes with high_quality_fraction 0.955 and sliced_w2 0.18 (seed 0; two 2,500-point draws of
 the data itself are 0.23 apart: the mode-weight noise of 25 modes dominates this metric).
 Smoke variant: --config=experiments/ddpm_grid25.py:smoke
 """
