@@ -1,6 +1,7 @@
 """The multi-host path on localhost: 2 processes x 4 CPU devices (jax.distributed over Gloo on
 127.0.0.1) against 1 process x 8 devices, 30 steps, for a diffusion and a GAN experiment; the
-2-process checkpoint then restores in a 1-process, 1-device eval.
+2-process checkpoint then restores in a 1-process, 1-device eval, and (ddpm_ring8) `--mode=sample`
+from it writes the same samples, bit for bit, in 2 processes x 4 devices and in 1 x 8.
 
 Both topologies read the same global batches (`gen.data.loader` shards by global batch) and
 draw the same random numbers, so losses and parameters agree up to the order of floating-point
@@ -9,6 +10,7 @@ reductions (Gloo's all-reduce vs XLA's in-process one).
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -71,3 +73,18 @@ def test_two_processes_reproduce_one_process(name, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   values = json.loads((two / 'eval' / f'step_{STEPS}.json').read_text())
   assert values['modes_covered'] >= 0 and 'protocol' in values
+  if name != 'ddpm_ring8':
+    return
+  # Sample i depends on (seed, i) only: 2 processes x 4 devices and 1 process x 8 devices write
+  # the same samples from the same checkpoint.
+  shutil.copytree(two, tmp_path / 'copy')
+  sample = ['--mode=sample', '--num_samples=64']
+  status = local_multiprocess.run([*_args(name, two), *sample], num=2, devices=4, timeout=300)
+  assert status == 0, [(two / f'process_{i}.log').read_text()[-3000:] for i in range(2)]
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+  out = run_cli([*_args(name, tmp_path / 'copy'), *sample], timeout=300, env=env)
+  assert out.returncode == 0, out.stderr[-3000:]
+  path = os.path.join('samples', f'step_{STEPS}.npz')
+  with np.load(two / path) as a, np.load(tmp_path / 'copy' / path) as b:
+    assert a['samples'].shape == (64, 2)
+    np.testing.assert_array_equal(a['samples'], b['samples'])
