@@ -114,10 +114,12 @@ def make_optimizer(
     raise ConfigError(f'{field}.optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}')
   if schedule not in SCHEDULES:
     raise ConfigError(f'{field}.schedule={schedule!r} is unknown; choose one of {SCHEDULES}')
-  if schedule == 'cosine':
+  if schedule == 'cosine' and warmup_steps:
     lr_fn = optax.warmup_cosine_decay_schedule(
-      0.0, lr, max(warmup_steps, 1), max(total_steps, warmup_steps + 1)
+      0.0, lr, warmup_steps, max(total_steps, warmup_steps + 1)
     )
+  elif schedule == 'cosine':  # no warm-up: the first update already uses the full `lr`
+    lr_fn = optax.cosine_decay_schedule(lr, max(total_steps, 1))
   elif warmup_steps:
     lr_fn = optax.linear_schedule(0.0, lr, warmup_steps)
   else:
