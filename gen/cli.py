@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags
 
+from gen.utils import paths
+
 COMMANDS = ('train', 'eval', 'sample', 'prepare', 'stats', 'report', 'compare')
 USAGE = f'usage: gen {{{",".join(COMMANDS)}}} [--flags]; `gen COMMAND --help` lists the flags'
 
@@ -21,7 +23,7 @@ def _prepare(argv) -> None:
   from gen import data
   from gen.errors import ConfigError
 
-  data_dir = flags.FLAGS.data_dir or data.default_data_dir()
+  data_dir = paths.absolute(flags.FLAGS.data_dir or data.default_data_dir())
   try:
     data.prepare(flags.FLAGS.dataset, data_dir)
   except ConfigError as e:
@@ -37,7 +39,7 @@ def _stats(argv) -> None:
   from gen.metrics import reference
 
   f = flags.FLAGS
-  data_dir = f.data_dir or data.default_data_dir()
+  data_dir = paths.absolute(f.data_dir or data.default_data_dir())
   try:
     path = reference.make_stats(f.dataset, f.split, f.features, data_dir, f.overwrite)
   except ConfigError as e:
@@ -50,13 +52,13 @@ def _report(argv) -> None:
   del argv
   from gen import report
 
-  sys.exit(report.report_main(flags.FLAGS.workdir))
+  sys.exit(report.report_main(paths.absolute(flags.FLAGS.workdir)))
 
 
 def _compare(argv) -> None:
   from gen import report
 
-  sys.exit(report.compare_main(list(argv[1:]), flags.FLAGS.format))
+  sys.exit(report.compare_main([paths.absolute(w) for w in argv[1:]], flags.FLAGS.format))
 
 
 def main() -> None:
@@ -66,7 +68,7 @@ def main() -> None:
     sys.exit(2)
   command, rest = sys.argv[1], sys.argv[2:]
   # Experiment files import `experiments.base`: resolve it from the current folder, as
-  # `python -m gen.main` does.
+  # `python -m gen.main` does (gen.main also adds the folder above a --config's experiments/).
   sys.path.insert(0, os.getcwd())
   if command == 'prepare':
     flags.DEFINE_string('dataset', None, 'TFDS dataset name, e.g. mnist, or digits.')

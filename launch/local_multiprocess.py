@@ -3,8 +3,11 @@
   python launch/local_multiprocess.py --num_processes=2 --devices_per_process=4 -- \
       --config=experiments/ddpm_ring8.py --workdir=runs/mp
 
-Everything after `--` is passed to `python -m gen.main` in every process, with `--multihost
---coordinator_address=127.0.0.1:PORT --num_processes=N --process_id=i` added; each process sees
+Everything after `--` is passed to `python -m gen.main` in every process (started in the
+repository root; the config file, --workdir and other folders are made absolute first, against
+the current directory, so relative paths mean what they mean where this was typed), with
+`--multihost --coordinator_address=127.0.0.1:PORT --num_processes=N --process_id=i` added; each
+process sees
 `JAX_PLATFORMS=cpu` and M devices (XLA's host-platform device count) and the processes talk
 through Gloo on 127.0.0.1 only. Process i's output goes to `<workdir>/process_i.log` when a
 --workdir is among the arguments (else to this terminal); the exit status is the first non-zero
@@ -19,6 +22,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # `python launch/local_multiprocess.py` from any folder
+  sys.path.insert(0, REPO)
+
+from gen.utils import paths  # noqa: E402
 
 
 def free_port() -> int:
@@ -63,6 +70,7 @@ def run(args: list[str], num: int, devices: int, timeout: float | None = None) -
   """Starts the processes, waits for all of them; returns the exit status (see the docstring)."""
   if num < 1 or devices < 1:
     raise ValueError(f'--num_processes={num} and --devices_per_process={devices} must be >= 1')
+  args = paths.absolute_args(args)
   port, workdir = free_port(), _workdir(args)
   if workdir:
     os.makedirs(workdir, exist_ok=True)

@@ -17,7 +17,9 @@ several joined by `-`, characters outside [A-Za-z0-9_.=-] replaced by `_`, made 
 
   sys.executable -m gen.main --config=... --workdir=R/<name> --config.optim.lr=0.001 [extra]
 
-started from the repository root with its output (stdout and stderr) appended to `R/<name>.log`,
+started from the repository root with its output (stdout and stderr) appended to `R/<name>.log`
+(the config file, R and any folder in the extra overrides are made absolute first, against the
+current directory, so the sweep can be started from any folder),
 at most N at a time (with N > 1, XLA_PYTHON_CLIENT_PREALLOCATE=false unless set, so that runs
 can share a GPU). A workdir that already holds the same run continues it (gen.main resumes from
 its last checkpoint). A line per finished run gives its exit status; at the end the `gen compare`
@@ -45,6 +47,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # `python launch/sweep.py` as well as `python -m launch.sweep`
+  sys.path.insert(0, REPO)
+
+from gen.utils import paths  # noqa: E402
+
 SUMMARY_FILE = 'summary.md'
 _MAX_NAME = 100  # longer names are cut and get a hash of the whole name
 _OVERRIDE_RE = re.compile(r'--config\.([A-Za-z_][A-Za-z0-9_.]*)=(.*)', re.DOTALL)
@@ -339,16 +346,6 @@ def plan(
   ]
 
 
-def _for_runs(path: str) -> str:
-  """`path` as the runs, started in the repository root, must see it: unchanged where it means
-  the same file there (or is absolute), else made absolute."""
-  if os.path.isabs(path):
-    return path
-  if os.path.realpath(path) == os.path.realpath(os.path.join(REPO, path)):
-    return path
-  return os.path.abspath(path)
-
-
 # ---------------------------------------------------------------------------------------------
 # Running.
 
@@ -470,6 +467,7 @@ def prepare(args: argparse.Namespace, extra: Sequence[str]) -> tuple[str, list[R
   if args.parallel < 1:
     raise SweepError(f'--parallel={args.parallel}: must be at least 1')
   path, config_args = split_config_arg(args.config)
+  path = paths.absolute(path)  # relative paths and ~ mean what they mean here, not in REPO
   module = load_experiment(path)
   sweep = getattr(module, 'sweep', None)
   if not callable(sweep):
@@ -488,9 +486,9 @@ def prepare(args: argparse.Namespace, extra: Sequence[str]) -> tuple[str, list[R
   except Exception as e:
     raise SweepError(f'{path}: sweep() raised {type(e).__name__}: {e}') from None
   overrides_list = check_sweep(config, raw)
-  extra = check_extra(config, extra, {p for o in overrides_list for p in o})
-  config_for_runs = _for_runs(path) + ''.join(f':{a}' for a in config_args)
-  root = _for_runs(args.workdir_root)
+  extra = paths.absolute_args(check_extra(config, extra, {p for o in overrides_list for p in o}))
+  config_for_runs = path + ''.join(f':{a}' for a in config_args)
+  root = paths.absolute(args.workdir_root)
   return root, plan(config_for_runs, overrides_list, root, extra)
 
 

@@ -96,14 +96,17 @@ def test_dry_run_prints_one_command_per_run(tmp_path):
   assert r.returncode == 0, r.stderr
   lines = r.stdout.splitlines()
   assert lines == [
-    f'{sys.executable} -m gen.main --config=experiments/ddpm_ring8.py:smoke '
+    f'{sys.executable} -m gen.main --config={REPO}/experiments/ddpm_ring8.py:smoke '
     f'--workdir={root}/lr_{lr} --config.optim.lr={lr} --config.train.num_steps=5'
     for lr in ('0.0003', '0.001', '0.003')
   ]
   assert not os.path.exists(root)
   # The pure helper gives the same argv.
   argvs = sweep.commands(
-    'experiments/ddpm_ring8.py:smoke', ddpm_ring8.sweep(), root, ['--config.train.num_steps=5']
+    f'{REPO}/experiments/ddpm_ring8.py:smoke',
+    ddpm_ring8.sweep(),
+    root,
+    ['--config.train.num_steps=5'],
   )
   assert [' '.join(a) for a in argvs] == lines
 
