@@ -134,3 +134,96 @@ def test_eval_of_an_empty_workdir(tmp_path):
   proc = run_cli([SMOKE, f'--workdir={tmp_path / "nothing"}', '--mode=eval'])
   assert proc.returncode == 2
   assert 'holds no run' in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+  'case',
+  ['missing file', 'syntax error', 'unknown variant', 'variant of a missing file'],
+)
+def test_config_file_that_does_not_load(case, tmp_path):
+  broken = tmp_path / 'broken.py'
+  broken.write_text('def get_config(:\n  pass\n')
+  config, expected = {
+    'missing file': ('experiments/nope.py', '--config=experiments/nope.py: no such file'),
+    'syntax error': (str(broken), f'SyntaxError in {broken}, line 1'),
+    'unknown variant': (
+      'experiments/ddpm_ring8.py:bogus',
+      '--config=experiments/ddpm_ring8.py:bogus: ValueError: experiments/ddpm_ring8.py: '
+      "unknown variant 'bogus'",
+    ),
+    'variant of a missing file': ('experiments/nope.py:smoke', 'no such file'),
+  }[case]
+  wd = tmp_path / 'run'
+  proc = run_cli([f'--config={config}', f'--workdir={wd}'], timeout=120)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], proc.stderr
+  assert not wd.exists()
+
+
+def test_empty_dataset_name(tmp_path):
+  wd = tmp_path / 'run'
+  proc = run_cli([SMOKE, f'--workdir={wd}', '--config.data.name='], timeout=120)
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: data.name='' is empty; choose an embedded dataset"), last
+  assert 'Traceback' not in proc.stderr and not wd.exists()
+
+
+@pytest.mark.parametrize('mode', ['train', 'sample', 'eval'])
+def test_corrupt_saved_config_is_named_and_kept(mode, tmp_path):
+  wd = tmp_path / 'run'
+  wd.mkdir()
+  (wd / 'config.json').write_text('{"data": {"name": "ring8",')  # cut off mid-write
+  before = (wd / 'config.json').read_bytes()
+  args = [f'--workdir={wd}', f'--mode={mode}'] + ([SMOKE] if mode == 'train' else [])
+  proc = run_cli(args, timeout=120)
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f'error: {wd}/config.json is unreadable (JSONDecodeError'), last
+  assert 'Traceback' not in proc.stderr
+  assert (wd / 'config.json').read_bytes() == before and os.listdir(wd) == ['config.json']
+
+
+def test_sample_mode_reads_the_runs_own_config(tmp_path):
+  """Trained with overrides (ckpt_every, log_every), sampled with the README's plain command
+  or with no --config at all: the run's W/config.json decides, intervals never block."""
+  wd = tmp_path / 'run'
+  train_args = [
+    SMOKE,
+    f'--workdir={wd}',
+    '--config.train.ckpt_every=5',
+    '--config.train.log_every=2',
+  ]
+  assert run_cli(train_args).returncode == 0
+  for args in ([SMOKE], []):
+    proc = run_cli([*args, f'--workdir={wd}', '--mode=sample', '--num_samples=16'])
+    assert proc.returncode == 0, (args, proc.stderr[-2000:])
+  assert (wd / 'samples' / 'step_20.npz').exists()
+  proc = run_cli([f'--workdir={wd}', '--mode=train'])
+  assert proc.returncode == 2 and '--config is required to train' in proc.stderr
+
+
+def test_fields_that_only_steer_training_never_block(tmp_path):
+  from experiments import ddpm_ring8
+  from gen.errors import ConfigError
+  from gen.utils import workdir as workdir_lib
+
+  saved = ddpm_ring8.get_config('smoke')
+  workdir_lib.write_config(str(tmp_path), saved)
+  changed = ddpm_ring8.get_config('smoke')
+  for field in ('num_steps', 'log_every', 'ckpt_every', 'sample_every', 'eval_every'):
+    changed.train[field] += 7
+  workdir_lib.check_workdir(str(tmp_path), changed, 'train')
+  changed.sample.num_steps = 5  # how to sample: free in eval and sample mode only
+  for mode in ('sample', 'eval'):
+    workdir_lib.check_workdir(str(tmp_path), changed, mode)
+  with pytest.raises(ConfigError, match=r'different config \(sample\.num_steps\)'):
+    workdir_lib.check_workdir(str(tmp_path), changed, 'train')
+  changed.optim.lr *= 2
+  for mode in ('sample', 'eval'):
+    with pytest.raises(ConfigError, match=r'different config \(optim\.lr\)'):
+      workdir_lib.check_workdir(str(tmp_path), changed, mode)
+  restored = workdir_lib.read_config(str(tmp_path))
+  assert restored.model.mlp.features == saved.model.mlp.features  # tuples come back as tuples
+  assert workdir_lib.config_to_dict(restored) == workdir_lib.config_to_dict(saved)

@@ -63,6 +63,14 @@ def _unknown(name: str) -> ConfigError:
   )
 
 
+def _check_name(name: str, field: str = 'data.name') -> None:
+  if not isinstance(name, str) or not name.strip():
+    raise ConfigError(
+      f'{field}={name!r} is empty; choose an embedded dataset {list(EMBEDDED_DATASETS)} '
+      'or a TFDS name prepared with `gen prepare --dataset=NAME`'
+    )
+
+
 def _prepare_hint(name: str, data_dir: str) -> str:
   return f'run: gen prepare --dataset={name} --data_dir={data_dir}'
 
@@ -241,6 +249,7 @@ def get_spec(name: str, data_dir: str | None = None) -> DatasetSpec:
   Raises:
     ConfigError: unknown name, or a TFDS dataset that is not prepared.
   """
+  _check_name(name)
   if name in TOY_DATASETS:
     toy_def = TOY_DATASETS[name]
     return DatasetSpec(
@@ -315,6 +324,7 @@ def prepare(name: str, data_dir: str | None) -> None:
   Raises:
     ConfigError: a name that is neither embedded nor a TFDS dataset.
   """
+  _check_name(name, '--dataset')
   if name in TOY_DATASETS:
     return  # generated in memory on use
   data_dir = _resolve(data_dir)

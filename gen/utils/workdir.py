@@ -9,8 +9,16 @@ import ml_collections
 
 from gen.errors import ConfigError
 
-# Fields that may change between restarts of one run in any mode: how long it runs.
-RUN_LENGTH_FIELDS = ('train.num_steps',)
+# Fields that may change between restarts of one run, and never matter to sampling: how long it
+# runs and how often it logs, saves, draws and evaluates. Nothing in the state depends on them.
+RUN_CONTROL_FIELDS = (
+  'train.num_steps',
+  'train.log_every',
+  'train.ckpt_every',
+  'train.sample_every',
+  'train.eval_every',
+  'train.max_to_keep',
+)
 # Sections that only say how to evaluate or sample, free to change in --mode=eval|sample.
 EVAL_SECTIONS = ('eval.', 'sample.')
 
@@ -51,11 +59,12 @@ def check_workdir(
   path = os.path.join(workdir, 'config.json')
   if mode != 'train' and not os.path.exists(path):
     raise ConfigError(f'--workdir={workdir} holds no run (no config.json); train first')
-  if not os.path.exists(path) or allow_change:
+  if not os.path.exists(path):
     return
-  with open(path) as f:
-    saved = json.load(f)
-  free = RUN_LENGTH_FIELDS + (EVAL_SECTIONS if mode != 'train' else ())
+  saved = read_config_dict(workdir)  # an unreadable one fails here, and is never overwritten
+  if allow_change:
+    return
+  free = RUN_CONTROL_FIELDS + (EVAL_SECTIONS if mode != 'train' else ())
   diff = [k for k in config_diff(saved, config_to_dict(config)) if not k.startswith(free)]
   if diff:
     shown = ', '.join(diff[:8]) + (' ...' if len(diff) > 8 else '')
@@ -73,6 +82,40 @@ def _check_writable(workdir: str) -> None:
       pass
   except OSError as e:
     raise ConfigError(f'--workdir={workdir} is not writable: {e.strerror}') from None
+
+
+def read_config_dict(workdir: str) -> dict[str, Any]:
+  """`W/config.json` as a dict; ConfigError naming the file when it is missing or unreadable."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except FileNotFoundError:
+    raise ConfigError(f'--workdir={workdir} holds no run (no config.json); train first') from None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ConfigError(
+      f'{path} is unreadable ({type(e).__name__}: {e}); it was left as it is: repair or move it'
+    ) from None
+  if not isinstance(saved, dict):
+    raise ConfigError(f'{path} is unreadable (not a JSON object); it was left as it is')
+  return saved
+
+
+def _tuples(value: Any) -> Any:
+  """JSON lists back to the tuples configs hold (config_to_dict wrote tuples as lists)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's own config, `W/config.json`, as a locked ConfigDict (for eval and sample modes
+  without --config)."""
+  config = ml_collections.ConfigDict(_tuples(read_config_dict(workdir)))
+  config.lock()
+  return config
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
