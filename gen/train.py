@@ -223,13 +223,16 @@ def make_sample_fn(setup: Setup, num: int):
 STRIPS = {'trajectory': '_trajectory', 'interpolation': '_interpolation'}
 
 
-def save_strip_pictures(setup: Setup, state: TrainState, stem: str, rng, num: int = 8) -> None:
+def save_strip_pictures(
+  setup: Setup, state: TrainState, stem: str, rng, num: int = 8
+) -> dict[str, str]:
   """For image data, the objective's strips as `{stem}{suffix}.png`, one row per path, frames
   left to right (process 0 writes): a diffusion model's denoising trajectory (noise on the
   left), a GAN's latent interpolations. Objectives without such a method, and 2-D data, draw
-  nothing."""
+  nothing. Returns {method: path} of the pictures written."""
+  written = {}
   if setup.spec.kind != 'images':
-    return
+    return written
   for method, suffix in STRIPS.items():
     if not hasattr(setup.objective, method):
       continue
@@ -239,6 +242,8 @@ def save_strip_pictures(setup: Setup, state: TrainState, stem: str, rng, num: in
       continue
     rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
     images.save_samples_picture(stem + suffix + '.png', rows, kind='images', ncols=frames.shape[0])
+    written[method] = stem + suffix + '.png'
+  return written
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
@@ -360,7 +365,7 @@ def compute_metrics(
     return {f'proxy_{k}': v for k, v in values.items()}
   protocol = {'num_samples': num, 'sample_seed': rng_text}
   if sample_names:
-    protocol = evaluator.protocol(num, rng_text)
+    protocol = evaluator.protocol(num, rng_text, setup.objective.sample_protocol())
     if setup.config.eval.bounds and setup.spec.kind == 'images':
       values['bounds'] = evaluator.bounds(num, setup.config.seed)
   if 'bpd' in names:
@@ -407,6 +412,11 @@ def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
   )
   out = distributed.to_host(fn(state, x, key))
   return {'bpd': float(out['bpd']), 'bpd_nfe': int(out['bpd_nfe'])}
+
+
+def eval_scalars(values: dict[str, Any]) -> dict[str, float]:
+  """The eval JSON's numbers as log scalars `eval/<name>` (its protocol and bounds are not)."""
+  return {f'eval/{k}': v for k, v in values.items() if isinstance(v, int | float)}
 
 
 def write_eval(workdir: str, step: int, values: dict[str, Any]) -> str:
@@ -464,26 +474,32 @@ class MetricLog:
   """Collects each step's metrics on device and writes window means at log time.
 
   Keeping per-step arrays on device until a log (or checkpoint) step avoids a host sync on every
-  step, yet a non-finite step is still named exactly.
+  step, yet a non-finite step is still named exactly. A checkpoint step checks the pending steps
+  (`check`) without ending the window: the next log averages every step since the last log.
   """
 
   def __init__(self, writer: MetricWriter, setup: Setup):
     self.writer, self.setup = writer, setup
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+    self.finite_steps: list[dict[str, Any]] = []  # checked steps of the window, on the host
+    self.window_steps = 0  # steps in the window, finite or skipped
+    self.last_step: int | None = None
     self.window_start = time.perf_counter()
     self.skipped = 0
 
   def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
     self.pending.append((step, metrics))
 
-  def flush(self, last_good_ckpt: int | None, write: bool = True) -> None:
-    """Checks the pending steps for non-finite values, then logs their mean."""
+  def check(self, last_good_ckpt: int | None) -> None:
+    """Brings the pending steps to the host and checks them for non-finite values (raising or
+    skipping as train.on_nonfinite says); they stay in the window for the next log."""
     if not self.pending:
       return
     host = jax.device_get(self.pending)
     self.pending = []
-    finite_steps = []
     for step, m in host:
+      self.window_steps += 1
+      self.last_step = step
       if m.pop('nonfinite'):
         bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v))) or ['gradient']
         if self.setup.config.train.on_nonfinite == 'rollback':
@@ -497,14 +513,20 @@ class MetricLog:
         logging.warning('step %d: non-finite %s; update skipped', step, ', '.join(bad))
         self.skipped += 1
       else:
-        finite_steps.append(m)
-    if not write:
+        self.finite_steps.append(m)
+
+  def flush(self, last_good_ckpt: int | None) -> None:
+    """Checks the pending steps, then logs the means over the window and starts a new one."""
+    self.check(last_good_ckpt)
+    if not self.window_steps:
       return
     elapsed = time.perf_counter() - self.window_start
     self.window_start = time.perf_counter()
-    step = host[-1][0] + 1
+    step = self.last_step + 1
+    finite_steps = self.finite_steps
     means = {k: float(np.mean([m[k] for m in finite_steps])) for k in (finite_steps or [{}])[0]}
-    steps_per_sec = len(host) / max(elapsed, 1e-9)
+    steps_per_sec = self.window_steps / max(elapsed, 1e-9)
+    self.finite_steps, self.window_steps = [], 0
     means['steps_per_sec'] = steps_per_sec
     means['examples_per_sec'] = steps_per_sec * self.setup.config.data.batch_size
     means['skipped_steps'] = float(self.skipped)
@@ -529,11 +551,14 @@ def prepare_run(
   return setup
 
 
-def restore_or_init(setup: Setup, manager, step: int | None = None):
-  """(state, data iterator state or None); a fresh state when there is no checkpoint."""
+def restore_or_init(setup: Setup, manager, step: int | None = None, move_unreadable=False):
+  """(state, data iterator state or None); (None, None) when there is no checkpoint.
+
+  An unreadable newest checkpoint is skipped for an older one; with `move_unreadable`
+  (training) it is also moved aside (`<step>.unreadable`), so that the run can save it again."""
   abstract = jax.eval_shape(setup.objective.init, jax.random.key(0), example_batch(setup))
   abstract = ckpt_lib.abstract_like(abstract, setup.replicated)
-  restored = ckpt_lib.restore_latest(manager, abstract, step)
+  restored = ckpt_lib.restore_latest(manager, abstract, step, move_unreadable)
   if restored is None:
     if step is not None:
       raise FileNotFoundError(f'no checkpoint for step {step}')
@@ -566,12 +591,22 @@ def train_and_evaluate(
   t = config.train
   manager = ckpt_lib.make_manager(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
   writer = MetricWriter(workdir)
+  saver = ckpt_lib.Saver(manager)
   try:
-    return _train(setup, workdir, manager, writer)
+    state = _train(setup, workdir, saver, writer)
+    saver.finish()
+    return state
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    _close_quietly(manager)
     writer.close()
+
+
+def _close_quietly(manager) -> None:
+  """Closes the checkpoint manager; a save that already failed was reported by `Saver`."""
+  try:
+    manager.close()
+  except Exception as e:  # noqa: BLE001 - the run's own error (if any) is the one to show
+    logging.warning('closing the checkpoint manager: %s', ckpt_lib.describe_error(e))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -587,22 +622,34 @@ class _Hooks:
   evaluator: Any  # make_evaluator(setup)
 
   def picture(self, state: TrainState, step: int) -> None:
+    """`W/samples/step_N.png`, also shown in TensorBoard as image 'samples'."""
     rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 2), step)
     out = self.picture_fn(state, rng)
     path = os.path.join(self.workdir, 'samples', f'step_{step}.png')
     title = f'{self.setup.config.objective.name} step {step}'
     save_picture(self.setup, path, out['samples'], title, 'labels' in out)
+    self.writer.write_picture(step, 'samples', path)
+
+  def strips(self, state: TrainState, step: int) -> None:
+    """The objective's strips (`save_strip_pictures`), also as TensorBoard images."""
+    rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 4), step)
+    stem = os.path.join(self.workdir, 'samples', f'step_{step}')
+    for method, path in save_strip_pictures(self.setup, state, stem, rng).items():
+      self.writer.write_picture(step, f'samples/{method}', path)
 
   def evaluate(self, state: TrainState, step: int) -> None:
-    """The final numbers: `W/eval/step_N.json` and `eval/*` in the logs."""
+    """The final numbers: `W/eval/step_N.json` and `eval/*` in the logs and TensorBoard."""
     values = compute_metrics(
       self.setup, state, step, self.eval_fn, self.evaluator, workdir=self.workdir
     )
     if values:
       write_eval(self.workdir, step, values)
-      scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
-      self.writer.write(step, {f'eval/{k}': v for k, v in scalars.items()})
+      scalars = eval_scalars(values)
+      self.writer.write(step, scalars)
       logging.info('eval at step %d: %s', step, scalars)
+      neighbours = os.path.join(self.workdir, 'samples', f'step_{step}_neighbours.png')
+      if 'memorisation' in values:
+        self.writer.write_picture(step, 'samples/neighbours', neighbours)
 
   def proxy(self, state: TrainState, step: int) -> None:
     """The cheap training-time proxy (`proxy_*` in the logs; never in W/eval)."""
@@ -612,9 +659,9 @@ class _Hooks:
       logging.info('proxy metrics at step %d: %s', step, values)
 
 
-def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainState:
+def _train(setup: Setup, workdir: str, saver, writer: MetricWriter) -> TrainState:
   config = setup.config
-  state, data_state = restore_or_init(setup, manager)
+  state, data_state = restore_or_init(setup, saver.manager, move_unreadable=True)
   if state is None:
     state = init_state(setup)
   rollbacks = 0
@@ -638,12 +685,11 @@ def _train(setup: Setup, workdir: str, manager, writer: MetricWriter) -> TrainSt
   )
   t0 = time.perf_counter()
   if start < config.train.num_steps:
-    state = _loop_with_rollback(setup, state, data_iter, manager, hooks, rollbacks)
+    state = _loop_with_rollback(setup, state, data_iter, saver, hooks, rollbacks)
   final = int(state.step)
   if final > start or not os.path.exists(os.path.join(workdir, 'samples', f'step_{final}.png')):
     hooks.picture(state, final)
-    rng = jax.random.fold_in(jax.random.key(config.seed + 4), final)
-    save_strip_pictures(setup, state, os.path.join(workdir, 'samples', f'step_{final}'), rng)
+    hooks.strips(state, final)
     hooks.evaluate(state, final)
   logging.info('training done at step %d (%.1f s)', final, time.perf_counter() - t0)
   return state
@@ -655,7 +701,7 @@ def base_key(seed: int, rollbacks: int) -> jax.Array:
   return jax.random.fold_in(key, 2**31 - rollbacks) if rollbacks else key
 
 
-def _loop_with_rollback(setup: Setup, state, data_iter, manager, hooks, rollbacks: int):
+def _loop_with_rollback(setup: Setup, state, data_iter, saver, hooks, rollbacks: int):
   """`_loop`, and with train.on_nonfinite='rollback': on a non-finite step, go back to the last
   good checkpoint (state and data position; the step-0 state if none was saved yet), move to a
   new key, and continue; give up after train.max_rollbacks rollbacks in this process. A bad step
@@ -664,18 +710,19 @@ def _loop_with_rollback(setup: Setup, state, data_iter, manager, hooks, rollback
   step_fn = None
   while True:
     try:
-      return _loop(setup, state, data_iter, manager, hooks, rollbacks, step_fn)
+      return _loop(setup, state, data_iter, saver, hooks, rollbacks, step_fn)
     except Diverged as e:
       tries += 1
       limit = setup.config.train.max_rollbacks
-      manager.wait_until_finished()
+      manager = saver.manager
+      saver.finish()
       last = manager.latest_step()
       if tries > limit:
         kept = f'the last good checkpoint (step {last}) is kept' if last else 'no checkpoint yet'
         raise NonFiniteError(
           f'{e}; gave up after {limit} rollbacks (train.max_rollbacks); {kept}'
         ) from None
-      state, data_state = restore_or_init(setup, manager)
+      state, data_state = restore_or_init(setup, manager, move_unreadable=True)
       data_iter = make_loader_iter(setup)
       if state is None:
         state = init_state(setup)
@@ -696,7 +743,7 @@ def _loop_with_rollback(setup: Setup, state, data_iter, manager, hooks, rollback
 
 
 def _loop(
-  setup: Setup, state, data_iter, manager, hooks: _Hooks, rollbacks: int = 0, step_fn=None
+  setup: Setup, state, data_iter, saver, hooks: _Hooks, rollbacks: int = 0, step_fn=None
 ) -> TrainState:
   """Steps from `state.step` to `train.num_steps`; logs, draws, evaluates and saves on the way."""
   t = setup.config.train
@@ -720,6 +767,7 @@ def _loop(
       for step in range(start, t.num_steps):
         state, metrics = step_fn(state, batch, key)
         log.add(step, metrics)
+        saver.check()  # a save that failed in the background stops the run here
         done = step + 1
         if done % t.log_every == 0 or done == t.num_steps:
           log.flush(last_ckpt)
@@ -729,13 +777,13 @@ def _loop(
         if t.eval_every and done % t.eval_every == 0 and done != t.num_steps:
           hooks.proxy(state, done)
         if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
-          log.flush(last_ckpt, write=False)
+          log.check(last_ckpt)  # only finite states are saved
           data_state = {**data_lib.iterator_state(data_iter), ROLLBACKS_KEY: rollbacks}
-          ckpt_lib.save(manager, done, state, data_state, force=True)
+          saver.save(done, state, data_state)
           last_ckpt = done
         log.window_start += time.perf_counter() - side_start
         if stop.signum is not None:
-          manager.wait_until_finished()
+          saver.finish()
           logging.warning('signal %d: saved checkpoint of step %d; exiting', stop.signum, done)
           raise Interrupted(stop.signum, done)
         if done < t.num_steps:
@@ -767,6 +815,9 @@ def evaluate(config, workdir: str, step: int | None = None) -> dict[str, float]:
   step = int(state.step)
   values = compute_metrics(setup, state, step, workdir=workdir)
   path = write_eval(workdir, step, values)
+  writer = MetricWriter(workdir, jsonl=False)  # TensorBoard only: metrics.jsonl is training's
+  writer.write(step, eval_scalars(values))
+  writer.close()
   logging.info('eval at step %d: %s (written to %s)', step, values, path)
   return values
 

@@ -68,3 +68,26 @@ def load_state(config, workdir, step=None):
   finally:
     manager.close()
   return state, data_state
+
+
+def read_tensorboard(workdir: str) -> dict[str, dict[int, str]]:
+  """tag -> {step: 'scalar' | 'image'} over every event file in `workdir/tb` (TFRecord framing:
+  length, its crc, an Event proto, its crc), read with tensorboardX's own protos."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+
+  out: dict[str, dict[int, str]] = {}
+  folder = os.path.join(workdir, 'tb')
+  for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), 'rb') as f:
+      data = f.read()
+    pos = 0
+    while pos + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[pos : pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        kind = 'image' if value.HasField('image') else 'scalar'
+        out.setdefault(value.tag, {})[int(event.step)] = kind
+  return out

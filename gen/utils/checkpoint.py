@@ -2,19 +2,34 @@
 
 Each step directory has two items: `state` (the TrainState, restored onto the current mesh, so a
 checkpoint saved on 8 devices restores on 1) and `data` (the grain iterator state, as JSON).
+
+Saves are asynchronous; `Saver` notices a save that failed in orbax's background thread (a full
+disk, an unwritable folder) after the next training step and stops the run with one line
+(`CheckpointSaveError`), keeping every earlier checkpoint. A finalised step that cannot be read
+is skipped; in training it is moved aside as `<step>.unreadable` (never deleted), so that the run
+can save that step again.
 """
 
+import os
+import re
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+UNREADABLE_SUFFIX = '.unreadable'
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be saved; the run stops (earlier checkpoints are kept)."""
+
 
 def make_manager(
   directory: str, max_to_keep: int, save_interval_steps: int = 1, read_only: bool = False
 ) -> ocp.CheckpointManager:
-  """An async CheckpointManager over `directory` with items 'state' and 'data'."""
+  """An async CheckpointManager over `directory` (made absolute: orbax refuses relative paths)
+  with items 'state' and 'data'."""
   options = ocp.CheckpointManagerOptions(
     max_to_keep=max_to_keep,
     save_interval_steps=save_interval_steps,
@@ -22,7 +37,62 @@ def make_manager(
     read_only=read_only,
     create=not read_only,
   )
+  directory = os.path.abspath(os.path.expanduser(directory))
   return ocp.CheckpointManager(directory, options=options, item_names=('state', 'data'))
+
+
+def describe_error(e: BaseException) -> str:
+  """The cause of a failed save in a few words: the OS error where orbax/tensorstore name one
+  (`File too large`, `No space left on device`, ...), else the error's first line."""
+  text = ' '.join(str(e).split())
+  found = re.search(r':\s*([^:\[]+?)\s*\[os_error_code=.?(\d+)', text)
+  if found:
+    return f'{found.group(1).strip()} (errno {found.group(2)})'
+  return f'{type(e).__name__}: {text[:300]}'
+
+
+class Saver:
+  """Starts async saves and turns a failed one into `CheckpointSaveError` as soon as it is seen.
+
+  `check()` is cheap (orbax's in-progress flag) and runs after every step; `finish()` waits for
+  the last save.
+  """
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self.manager = manager
+    self.pending: int | None = None  # the step of a save that has not been confirmed yet
+
+  def _failed(self, step: int, e: BaseException) -> CheckpointSaveError:
+    kept = sorted(s for s in self.manager.all_steps() if s != step)
+    folder = os.fspath(self.manager.directory)
+    where = f'kept in {folder}: steps {kept}' if kept else 'no earlier checkpoint'
+    return CheckpointSaveError(
+      f'saving the checkpoint of step {step} failed ({describe_error(e)}); stopped; {where}'
+    )
+
+  def save(self, step: int, state: Any, data_state: Any) -> None:
+    """Starts the save of `step` (after confirming the previous one)."""
+    self.finish()
+    try:
+      save(self.manager, step, state, data_state, force=True)
+    except Exception as e:  # noqa: BLE001 - any failure to start a save stops the run
+      raise self._failed(step, e) from None
+    self.pending = step
+
+  def check(self) -> None:
+    """Raises CheckpointSaveError if the pending save has ended in failure (never blocks)."""
+    if self.pending is not None and not self.manager.is_saving_in_progress():
+      self.finish()
+
+  def finish(self) -> None:
+    """Waits for the pending save; raises CheckpointSaveError if it failed."""
+    if self.pending is None:
+      return
+    step, self.pending = self.pending, None
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      raise self._failed(step, e) from None
 
 
 def save(
@@ -49,11 +119,36 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
   return restored['state'], restored['data']
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None):
+def move_aside(manager: ocp.CheckpointManager, step: int) -> str:
+  """Renames step `step`'s folder to `<step>.unreadable` (`.unreadable.1`, ... if taken), on
+  process 0, then reloads the manager on every process; returns the new path."""
+  folder = os.path.join(os.fspath(manager.directory), str(step))
+  target, i = folder + UNREADABLE_SUFFIX, 0
+  while os.path.exists(target):
+    i += 1
+    target = f'{folder}{UNREADABLE_SUFFIX}.{i}'
+  if jax.process_index() == 0:
+    os.rename(folder, target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(f'gen_move_aside_{step}')
+  manager.reload()
+  return target
+
+
+def restore_latest(
+  manager: ocp.CheckpointManager,
+  abstract_state: Any,
+  step: int | None = None,
+  move_unreadable: bool = False,
+):
   """Restores `step`, or the newest readable step; returns (step, state, data) or None.
 
   Orbax lists only finalised steps, so a save cut off midway is never seen; a finalised step
   that fails to read (a corrupted file) is skipped with a warning and the next older one tried.
+  With `move_unreadable` (training), a skipped step is also moved aside (`move_aside`): the run
+  will save that step again, and orbax refuses to save over an existing step.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   if step is not None:
@@ -67,10 +162,10 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any, step: in
     except Exception as e:  # noqa: BLE001 — any unreadable step is skipped, not fatal
       if step is not None:
         raise
-      logging.warning(
-        'checkpoint step %d is unreadable (%s: %s); trying an older one',
-        s,
-        type(e).__name__,
-        str(e).splitlines()[0][:200],
-      )
+      why = f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]}'
+      if move_unreadable:
+        moved = move_aside(manager, s)
+        logging.warning('checkpoint step %d is unreadable (%s); moved to %s', s, why, moved)
+      else:
+        logging.warning('checkpoint step %d is unreadable (%s); trying an older one', s, why)
   return None
