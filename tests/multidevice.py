@@ -3,6 +3,7 @@
 python tests/multidevice.py compare WORKDIR    # 30 steps on 1 device vs on 8: losses, params
 python tests/multidevice.py save_on_8 WORKDIR  # 20 smoke steps on 8 devices, checkpointed
 python tests/multidevice.py samples WORKDIR    # the same samples on 1, 2, 4 and 8 devices
+python tests/multidevice.py accum_collectives X  # collectives of the grad_accum train step
 """
 
 import json
@@ -76,7 +77,30 @@ def samples(root: str) -> dict:
   return out
 
 
+def accum_collectives(root: str) -> dict:
+  """The collectives in the compiled train step of ddpm_ring8:smoke, batch 64 on 8 devices, with
+  and without gradient accumulation (k = 2, 4): only the gradient all-reduce should be there."""
+  del root
+  out = {}
+  for k in (1, 2, 4):
+    config = ddpm_ring8.get_config('smoke')
+    config.data.batch_size, config.train.grad_accum = 64, k
+    setup = train.build(config, train.make_mesh(jax.devices()))
+    state = train.init_state(setup)
+    batch = train.to_global({'x': np.zeros((64, 2), np.float32)}, setup.batch_sharding)
+    key = jax.random.key(0)
+    text = train.make_train_step(setup).lower(state, batch, key).compile().as_text()
+    ops = ('all-gather', 'all-to-all', 'collective-permute', 'all-reduce')
+    out[str(k)] = {op: text.count(f' {op}(') + text.count(f' {op}-start(') for op in ops}
+  return out
+
+
 if __name__ == '__main__':
-  modes = {'compare': compare, 'save_on_8': save_on_8, 'samples': samples}
+  modes = {
+    'compare': compare,
+    'save_on_8': save_on_8,
+    'samples': samples,
+    'accum_collectives': accum_collectives,
+  }
   result = modes[sys.argv[1]](sys.argv[2])
   print('RESULT ' + json.dumps(result))

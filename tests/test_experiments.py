@@ -2,6 +2,7 @@
 
 import glob
 import importlib
+import json
 import os
 
 import jax
@@ -56,6 +57,22 @@ def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
   images = data_lib.get_spec(config.data.name).kind == 'images'
   strip = '_interpolation.png' if config.objective.name == 'gan' else '_trajectory.png'
   assert os.path.exists(path[: -len('.npz')] + strip) == images
+  # The eval JSON records how this objective sampled (not the diffusion sampler's config).
+  eval_path = os.path.join(wd, 'eval', f'step_{config.train.num_steps}.json')
+  if os.path.exists(eval_path):
+    with open(eval_path) as f:
+      sampled = json.load(f)['protocol'].get('sample')
+    if sampled is not None:
+      assert sampled['sampler'] in SAMPLERS_OF[config.objective.name](config), sampled
+      assert sampled['use_ema'] == config.sample.use_ema
+
+
+# objective name -> the samplers its eval protocol may name
+SAMPLERS_OF = {
+  'diffusion': lambda c: (c.sample.sampler,),
+  'gan': lambda c: ('generator', 'discriminator_rejection_sampling'),
+  'ebm': lambda c: ('block_gibbs',) if c.model.name == 'rbm' else ('langevin', 'mala'),
+}
 
 
 def test_every_experiment_documents_its_command_and_cost():

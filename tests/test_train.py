@@ -7,6 +7,7 @@ import os
 import shutil
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from gen import train
 from gen.errors import ConfigError
 from gen.utils.writers import read_metrics
-from tests.conftest import load_state
+from tests.conftest import load_state, read_tensorboard
 
 
 def _train(config, workdir, **kwargs):
@@ -111,6 +112,14 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   assert os.path.exists(path[:-4] + '.png')
   older = train.sample(smoke_config, str(wd), 10, step=10)
   assert older.endswith('step_10.npz')
+  # Training's pictures, losses and evaluation are in TensorBoard; --mode=eval adds its numbers.
+  events = read_tensorboard(str(wd))
+  assert events['samples'] == {10: 'image', 20: 'image'}
+  assert set(events['loss']) == {5, 10, 15, 20} and events['eval/sliced_w2'] == {20: 'scalar'}
+  before = len(read_metrics(str(wd)))
+  train.evaluate(smoke_config, str(wd), step=10)
+  assert set(read_tensorboard(str(wd))['eval/sliced_w2']) == {10, 20}
+  assert len(read_metrics(str(wd))) == before  # metrics.jsonl stays training's own log
 
 
 def test_nonfinite_loss_stops_without_saving(smoke_config, tmp_path):
@@ -199,6 +208,8 @@ def test_image_data_runs_through_the_same_loop(smoke_config, tmp_path):
 
   with Image.open(wd / 'samples' / 'step_4.png') as im:
     assert im.mode == 'L' and min(im.size) >= 4 * 32  # 4x4 grid of upscaled 8x8 digits
+  events = read_tensorboard(str(wd))
+  assert events['samples'] == events['samples/trajectory'] == {4: 'image'}
   path = train.sample(c, str(wd), 8)
   with np.load(path) as f:
     chex.assert_shape(f['samples'], (8, 8, 8, 1))
@@ -281,3 +292,137 @@ def test_unknown_compute_dtype(smoke_config):
   smoke_config.train.compute_dtype = 'float16'
   with pytest.raises(ConfigError, match=r"train\.compute_dtype='float16': choose"):
     train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
+
+
+def test_log_window_spans_a_checkpoint(smoke_config, tmp_path):
+  """A checkpoint between two logs (ckpt_every not a multiple of log_every) keeps the window:
+  the log at step 10 is the mean of steps 6..10 and its steps_per_sec counts all five."""
+  per_step = copy.deepcopy(smoke_config)
+  per_step.train.log_every, per_step.eval.metrics = 1, ()
+  _train(per_step, tmp_path / 'every')
+  losses = {r['step']: r['loss'] for r in read_metrics(str(tmp_path / 'every')) if 'loss' in r}
+  c = copy.deepcopy(smoke_config)
+  c.train.log_every, c.train.ckpt_every, c.eval.metrics = 5, 3, ()
+  _train(c, tmp_path / 'windows')
+  logged = {r['step']: r for r in read_metrics(str(tmp_path / 'windows')) if 'loss' in r}
+  assert sorted(logged) == [5, 10, 15, 20]
+  for end in (5, 10, 15, 20):
+    want = np.mean([losses[s] for s in range(end - 4, end + 1)])
+    assert logged[end]['loss'] == pytest.approx(want, rel=1e-6), end
+
+
+def test_steps_per_sec_counts_every_step_of_the_window(smoke_config, tmp_path, monkeypatch):
+  """With a fake clock that advances 1 s per training step, steps_per_sec is exactly 1, also in
+  a window that a checkpoint (ckpt_every=3) cut in two."""
+  clock = {'t': 0.0}
+  real_step = train.make_train_step
+
+  def timed_step(setup):
+    step = real_step(setup)
+
+    class Timed:
+      def lower(self, *args):
+        compiled = step.lower(*args).compile()
+
+        class Lowered:
+          def compile(self):
+            def run(*a):
+              clock['t'] += 1.0
+              return compiled(*a)
+
+            return run
+
+        return Lowered()
+
+    return Timed()
+
+  monkeypatch.setattr(train, 'make_train_step', timed_step)
+  monkeypatch.setattr(train.time, 'perf_counter', lambda: clock['t'])
+  smoke_config.train.log_every, smoke_config.train.ckpt_every = 5, 3
+  smoke_config.train.sample_every, smoke_config.eval.metrics = 100, ()
+  _train(smoke_config, tmp_path / 'run')
+  rates = [r['steps_per_sec'] for r in read_metrics(str(tmp_path / 'run')) if 'loss' in r]
+  assert rates == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_micro_batches_are_strided():
+  from gen.objectives.diffusion import micro_batches
+
+  x = jnp.arange(12).reshape(12, 1)
+  np.testing.assert_array_equal(
+    micro_batches({'x': x}, 3)['x'][:, :, 0], [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+  )
+
+
+def test_gradient_accumulation_step_has_no_all_gather(tmp_path):
+  """On 8 devices the micro-batches keep every device's rows: the compiled step's only
+  collective is the gradient all-reduce, as without accumulation."""
+  from tests.test_devices import run_device_script
+
+  out = run_device_script('accum_collectives', tmp_path)
+  print(out)
+  for k, ops in out.items():
+    assert ops['all-reduce'] >= 1, (k, ops)
+    assert ops['all-gather'] == ops['all-to-all'] == ops['collective-permute'] == 0, (k, ops)
+
+
+class _DropoutNet(nn.Module):
+  """A denoiser whose output depends on its dropout mask (the U-Net's zero-initialised output
+  layers would hide the mask at initialisation)."""
+
+  @nn.compact
+  def __call__(self, x, t, train, labels=None):
+    h = nn.Dense(32)(jnp.concatenate([x, t[:, None]], axis=-1))
+    h = nn.Dropout(0.5, deterministic=not train)(jax.nn.relu(h))
+    return nn.Dense(x.shape[-1])(h)
+
+
+def _dropout_objective(grad_accum):
+  from gen import processes
+  from gen import state as state_lib
+  from gen.objectives.diffusion import Diffusion
+
+  tx, lr_fn = state_lib.make_optimizer(lr=1e-3)
+  return Diffusion(
+    model=_DropoutNet(),
+    process=processes.make('vp', beta_min=0.1, beta_max=20.0),
+    parameterization='eps',
+    weighting='eps',
+    time_sampling='uniform',
+    time_kw={},
+    tx=tx,
+    lr_fn=lr_fn,
+    ema_rate=0.9,
+    shape=(2,),
+    grad_accum=grad_accum,
+  )
+
+
+def test_dropout_masks_are_drawn_per_micro_batch():
+  """grad_accum=2: micro-batch i (rows i, i + 2, ...) gets dropout key fold_in(dropout key, i),
+  so the halves have independent masks; the step's loss is the mean of the two losses."""
+  obj = _dropout_objective(2)
+  batch = {'x': jax.random.normal(jax.random.key(1), (16, 2))}
+  state = obj.init(jax.random.key(0), batch)
+  key = jax.random.key(3)
+  _, metrics = jax.jit(obj.step)(state, batch, key)
+  drawn, key_drop = obj.draw(batch, key)
+  params = state.params['denoiser']
+  half = lambda i, k: obj.loss_of(params, jax.tree.map(lambda a: a[i::2], drawn), k)
+  independent = (
+    half(0, jax.random.fold_in(key_drop, 0)) + half(1, jax.random.fold_in(key_drop, 1))
+  ) / 2
+  shared = (half(0, key_drop) + half(1, key_drop)) / 2
+  assert abs(float(independent) - float(shared)) > 1e-3  # dropout is active: the keys matter
+  np.testing.assert_allclose(metrics['loss'], independent, rtol=1e-5)
+
+
+def test_draw_is_annotated_as_what_it_returns():
+  import typing
+
+  from gen.objectives.diffusion import Diffusion
+
+  hint = typing.get_type_hints(Diffusion.draw)['return']
+  assert typing.get_origin(hint) is tuple
+  out = _dropout_objective(1).draw({'x': jnp.zeros((8, 2))}, jax.random.key(0))
+  assert isinstance(out, tuple) and isinstance(out[0], dict) and out[0]['t'].shape == (8,)

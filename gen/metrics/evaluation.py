@@ -143,13 +143,17 @@ class Evaluator:
       extras = {'nn_index': mem['nn_index'], 'nn_distance': mem['nn_distance']}
     return values, extras
 
-  def protocol(self, num: int, sample_seed: str) -> dict:
-    """How the numbers were made: enough to reproduce or to refuse a comparison."""
+  def protocol(self, num: int, sample_seed: str, sampling: dict) -> dict:
+    """How the numbers were made: enough to reproduce or to refuse a comparison.
+
+    `sampling` is the objective's own record of how it samples (`objective.sample_protocol()`:
+    a diffusion sampler and its steps, a GAN's generator and rejection sampling, an EBM's
+    Langevin chain)."""
     ev = self.config.eval
     out = {
       'num_samples': int(num),
       'sample_seed': sample_seed,
-      'sample': {k: self.config.sample[k] for k in ('sampler', 'num_steps', 'use_ema')},
+      'sample': dict(sampling),
       'reference': {'dataset': self.spec.name, 'split': self.split},
     }
     if self.ref is not None:

@@ -137,6 +137,17 @@ def guided(pred_fn, x: jax.Array, t: jax.Array, labels: jax.Array, null: int, sc
   return uncond + scale * (cond - uncond)
 
 
+def micro_batches(tree: Any, k: int) -> Any:
+  """[B, ...] leaves -> [k, B / k, ...], micro-batch i holding rows i, i + k, i + 2k, ...
+
+  Strided, not contiguous: with the batch sharded over devices in contiguous blocks (of a
+  multiple of k rows), each micro-batch keeps every device's share, so the compiled step needs
+  no all-gather (GAN's n_critic slices do the same)."""
+  return jax.tree.map(
+    lambda a: jnp.swapaxes(a.reshape(a.shape[0] // k, k, *a.shape[1:]), 0, 1), tree
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class Diffusion:
   """A denoiser network trained with `denoising_loss` and sampled with a gen sampler.
@@ -237,9 +248,10 @@ class Diffusion:
     params = self.model.init(rng, x, t, False, labels=labels)['params']
     return state_lib.create_state({NET: params}, {NET: self.tx})
 
-  def draw(self, batch: dict[str, Any], key: jax.Array) -> dict[str, Any]:
-    """The loss's randomness for the whole batch: times, noise, labels after dropout, and the
-    network's dropout key (drawn once per step, so micro-batches see the same draws)."""
+  def draw(self, batch: dict[str, Any], key: jax.Array) -> tuple[dict[str, Any], jax.Array]:
+    """(the loss's randomness for the whole batch: data, times, noise, labels after label
+    dropout; the key of the network's dropout masks). Drawn once per step, so micro-batches see
+    the same draws as the whole batch."""
     x0 = batch['x']
     key_t, key_eps, key_drop, key_label = jax.random.split(key, 4)
     out = {
@@ -275,7 +287,10 @@ class Diffusion:
     With `grad_accum` = k > 1 the batch is cut into k micro-batches, whose gradients are
     summed in a `lax.scan` (activations of one micro-batch in memory at a time) and averaged:
     the same update as the whole batch, since the times and noise are drawn for the whole batch
-    first (network dropout masks, where the model has dropout, are drawn per micro-batch).
+    first. Micro-batch i takes rows i, i + k, i + 2k, ... (`micro_batches`): the batch is sharded
+    over devices in contiguous blocks, so every device keeps its share of every micro-batch and
+    no rows move between devices. Network dropout masks, where the model has dropout, are drawn
+    per micro-batch (key `fold_in(dropout_key, i)`).
     """
     params = state.params[NET]
     if self.grad_accum == 1:
@@ -283,14 +298,15 @@ class Diffusion:
     else:
       drawn, key_drop = self.draw(batch, key)
       k = self.grad_accum
-      micro = jax.tree.map(lambda a: a.reshape(k, a.shape[0] // k, *a.shape[1:]), drawn)
 
-      def one(carry, mb):
-        loss, grads = jax.value_and_grad(self.loss_of)(params, mb, key_drop)
+      def one(carry, xs):
+        mb, i = xs
+        loss, grads = jax.value_and_grad(self.loss_of)(params, mb, jax.random.fold_in(key_drop, i))
         return jax.tree.map(jnp.add, carry, (loss, grads)), None
 
       zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-      (loss, grads), _ = jax.lax.scan(one, zero, micro)
+      xs = (micro_batches(drawn, k), jnp.arange(k))
+      (loss, grads), _ = jax.lax.scan(one, zero, xs)
       loss, grads = jax.tree.map(lambda a: a / k, (loss, grads))
     new_state, grad_norm = state_lib.apply_gradients(state, NET, grads, self.tx, self.ema_rate)
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
@@ -316,6 +332,21 @@ class Diffusion:
       **self.sampler_options,
     )
     return result, x_init, labels
+
+  def sample_protocol(self) -> dict[str, Any]:
+    """How `sample` draws, for the eval JSON's protocol: the sampler and its settings."""
+    out = {
+      'sampler': self.sampler,
+      'num_steps': self.num_steps,
+      'spacing': self.spacing,
+      **self.sampler_options,
+      'use_ema': self.use_ema,
+    }
+    if self.spacing == 'karras':
+      out['rho'] = self.rho
+    if self.num_classes:
+      out['guidance_scale'] = self.guidance_scale
+    return out
 
   def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
     """`num` samples (labels cycle through the classes when conditional) and the sampler's NFE."""

@@ -397,6 +397,20 @@ class EBM:
     x, _, path = self._chain(params, coll, start, k_chain, self.sample_steps, trajectory)
     return start, x, path
 
+  def sample_protocol(self) -> dict[str, Any]:
+    """How `sample` draws, for the eval JSON's protocol: the chain, its length and steps."""
+    if self.gibbs:
+      return {'sampler': 'block_gibbs', 'chain_steps': self.sample_steps, 'use_ema': self.use_ema}
+    return {
+      'sampler': 'mala' if self.mala else 'langevin',
+      'chain_steps': self.sample_steps,
+      'step_size': self.step_size,
+      'noise_scale': self.noise_scale,
+      'chain_grad_clip': self.chain_grad_clip,
+      'init': f'uniform[-{self.init_range}, {self.init_range}]',
+      'use_ema': self.use_ema,
+    }
+
   def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
     """`num` samples from `sample_steps` chain steps started from noise (NFE = gradient calls)."""
     _, x, _ = self._sample(state, rng, num)

@@ -422,6 +422,16 @@ class GAN:
   def _g_params(self, state):
     return (state.ema_params if self.use_ema else state.params)[G]
 
+  def sample_protocol(self) -> dict[str, Any]:
+    """How `sample` draws, for the eval JSON's protocol: G(z), z ~ N(0, I), and the rejection
+    sampling settings where it is on."""
+    out = {'sampler': 'generator', 'latent_dim': self.latent_dim, 'use_ema': self.use_ema}
+    if self.rejection_sampling:
+      out['sampler'] = 'discriminator_rejection_sampling'
+      out['drs_candidates'] = self.drs_candidates
+      out['drs_percentile'] = self.drs_percentile
+    return out
+
   def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
     """`num` samples G(z) (labels cycle through the classes when conditional); with
     rejection_sampling, the survivors of discriminator rejection sampling and the acceptance."""
