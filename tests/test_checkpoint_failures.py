@@ -2,40 +2,48 @@
 nothing saved is lost."""
 
 import os
-import resource
-import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
+import pytest
 
 from gen import train
 from gen.utils.writers import read_metrics
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 SMOKE = '--config=experiments/ddpm_ring8.py:smoke'
 FILE_SIZE_LIMIT = 12_000  # bytes: config, logs and events fit; a checkpoint's arrays do not
 
 
-def _limit_file_size():
-  """In the child: writes past FILE_SIZE_LIMIT fail with EFBIG (a full disk for big files; no
-  privileges needed, also as root) instead of killing the process with SIGXFSZ."""
-  signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-  resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+# Runs gen.main with writes past FILE_SIZE_LIMIT failing with EFBIG (a full disk for big files;
+# no privileges needed, also as root), not killing the process with SIGXFSZ.
+LIMITED_GEN_MAIN = f"""
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_SIZE_LIMIT}, {FILE_SIZE_LIMIT}))
+os.execv(sys.executable, [sys.executable, '-m', 'gen.main', *sys.argv[1:]])
+"""
 
 
 def test_failed_async_save_stops_the_run_at_once(tmp_path):
   wd = tmp_path / 'run'
-  proc = run_cli(
-    [
-      SMOKE,
-      f'--workdir={wd}',
-      '--config.train.num_steps=5000',
-      '--config.train.ckpt_every=10',
-      '--config.train.sample_every=5000',
-      '--compilation_cache=none',
-    ],
-    env={'JAX_COMPILATION_CACHE_DIR': ''},
-    preexec_fn=_limit_file_size,
+  args = [
+    SMOKE,
+    f'--workdir={wd}',
+    '--config.train.num_steps=5000',
+    '--config.train.ckpt_every=10',
+    '--config.train.sample_every=5000',
+    '--compilation_cache=none',
+  ]
+  proc = subprocess.run(
+    [sys.executable, '-c', LIMITED_GEN_MAIN, *args],
+    cwd=REPO,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'JAX_COMPILATION_CACHE_DIR': ''},
+    capture_output=True,
+    text=True,
+    timeout=240,
   )
   assert proc.returncode == 1, proc.stderr[-3000:]
   last = proc.stderr.strip().splitlines()[-1]
@@ -76,6 +84,7 @@ def test_unreadable_latest_checkpoint_is_moved_aside_and_training_goes_on(smoke_
   assert int(third.step) == 20 and sorted(os.listdir(wd / 'checkpoints')) == names
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoint_is_left_in_place_by_sample_mode(tmp_path):
   wd = tmp_path / 'run'
   assert run_cli([SMOKE, f'--workdir={wd}', '--config.train.ckpt_every=5']).returncode == 0

@@ -1,62 +1,62 @@
-"""Bad input: one clear error line, a non-zero exit, and nothing written or destroyed."""
+"""Bad input: one clear error line, a non-zero exit, and nothing written or destroyed.
 
+Most cases run in one gen.main process (tests/cli_batch.py): a process per case would spend
+seconds each starting Python and importing JAX.
+"""
+
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import COMPILATION_CACHE, REPO, run_cli
 
 SMOKE = '--config=experiments/ddpm_ring8.py:smoke'
 
-# (overrides, text the error line must contain, extra environment)
+# name -> (overrides, text the error line must contain)
 BAD_INPUTS = {
-  'unknown objective': (['--config.objective.name=ddpmm'], "objective.name='ddpmm'", None),
-  'unknown model': (['--config.model.name=resnet'], "model.name='resnet'", None),
-  'unknown dataset': (['--config.data.name=ring9'], "data.name='ring9'", None),
-  'unknown sampler': (['--config.sample.sampler=ddjm'], "sample.sampler='ddjm'", None),
-  'unknown metric': (['--config.eval.metrics=fid'], "eval.metrics: 'fid'", None),
+  'unknown objective': (['--config.objective.name=ddpmm'], "objective.name='ddpmm'"),
+  'unknown model': (['--config.model.name=resnet'], "model.name='resnet'"),
+  'unknown dataset': (['--config.data.name=ring9'], "data.name='ring9'"),
+  'unknown sampler': (['--config.sample.sampler=ddjm'], "sample.sampler='ddjm'"),
+  'unknown metric': (['--config.eval.metrics=fid'], "eval.metrics: 'fid'"),
   'inception score of 2-D points': (
     ['--config.eval.metrics=inception_score'],
     "eval.metrics 'inception_score' needs a feature network with class logits",
-    None,
   ),
   'bad metric option': (
     ['--config.eval.kid_subsets=0'],
     'eval.kid_subsets must be an integer >= 1',
-    None,
   ),
   'unknown feature network': (
     ['--config.eval.metrics=fd', '--config.eval.features=vgg'],
     "eval.features: 'vgg' is unknown",
-    None,
   ),
   'sampler for another process': (
     ['--config.sample.sampler=heun'],
     "sample.sampler='heun' needs a continuous-time process",
-    None,
   ),
   'sampler option out of range': (
     ['--config.sample.sampler=ddim', '--config.sample.eta=2'],
     'sample.eta=2.0 must be in [0, 1]',
-    None,
   ),
-  'config typo': (['--config.optim.lrr=0.1'], '--config.optim.lrr: no such config field', None),
-  'bad value type': (['--config.optim.lr=fast'], '--config.optim.lr', None),
-  'negative lr': (['--config.optim.lr=-0.001'], 'optim.lr must be > 0', None),
-  'zero lr': (['--config.optim.lr=0'], 'optim.lr must be > 0', None),
-  'ema rate': (['--config.train.ema_rate=1.5'], 'train.ema_rate', None),
-  'nonfinite policy': (['--config.train.on_nonfinite=ignore'], 'train.on_nonfinite', None),
+  'config typo': (['--config.optim.lrr=0.1'], '--config.optim.lrr: no such config field'),
+  'bad value type': (['--config.optim.lr=fast'], '--config.optim.lr'),
+  'negative lr': (['--config.optim.lr=-0.001'], 'optim.lr must be > 0'),
+  'zero lr': (['--config.optim.lr=0'], 'optim.lr must be > 0'),
+  'ema rate': (['--config.train.ema_rate=1.5'], 'train.ema_rate'),
+  'nonfinite policy': (['--config.train.on_nonfinite=ignore'], 'train.on_nonfinite'),
   'batch not divisible': (
     ['--config.data.batch_size=12'],
     'data.batch_size=12 must be a positive multiple of the device count 8',
-    {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
   ),
   'batch larger than the data': (
     ['--config.data.name=digits', '--config.model.name=unet', '--config.data.batch_size=2048'],
     'data.batch_size=2048 is larger than the 1500 training examples',
-    None,
   ),
-  'points into the U-Net': (['--config.model.name=unet'], "model.name='unet' takes images", None),
+  'points into the U-Net': (['--config.model.name=unet'], "model.name='unet' takes images"),
   'image shape the U-Net cannot take': (
     [
       '--config.data.name=digits',
@@ -64,51 +64,123 @@ BAD_INPUTS = {
       '--config.model.unet.ch_mult=1,2,2,2,2',
     ],
     'H and W must be divisible by 16',
-    None,
   ),
   'images into the MLP': (
     ['--config.data.name=digits'],
     "model.name='mlp' takes flat vectors",
-    None,
   ),
 }
 
 
-@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
-def test_bad_input_fails_cleanly(case, tmp_path):
-  overrides, expected, env = BAD_INPUTS[case]
-  wd = tmp_path / 'run'
-  data_dir = tmp_path / 'tfds'
-  proc = run_cli(
-    [SMOKE, f'--workdir={wd}', f'--config.data.data_dir={data_dir}', *overrides],
+def _batch(cases: list[list[str]], tmp_path) -> list[dict]:
+  """Runs the command lines in one gen.main process (tests/cli_batch.py, 8 simulated devices)."""
+  path = tmp_path / 'cases.json'
+  path.write_text(json.dumps(cases))
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  if COMPILATION_CACHE:
+    env['JAX_COMPILATION_CACHE_DIR'] = COMPILATION_CACHE
+  proc = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'tests', 'cli_batch.py'), str(path)],
+    cwd=REPO,
     env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
+  return json.loads(line[len('RESULT ') :])
+
+
+def _case_args(case: str, root) -> list[str]:
+  """The command line of a BAD_INPUTS case, with its own workdir and data folder under root."""
+  return [
+    SMOKE,
+    f'--workdir={root / case / "run"}',
+    f'--config.data.data_dir={root / case / "tfds"}',
+    *BAD_INPUTS[case][0],
+  ]
+
+
+@pytest.fixture(scope='module')
+def bad_input_results(tmp_path_factory):
+  """Every BAD_INPUTS case, run once in a single gen.main process: (root, case -> result)."""
+  root = tmp_path_factory.mktemp('bad_inputs')
+  cases = sorted(BAD_INPUTS)
+  results = _batch([_case_args(c, root) for c in cases], root)
+  return root, dict(zip(cases, results, strict=True))
+
+
+@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
+def test_bad_input_fails_cleanly(case, bad_input_results):
+  root, results = bad_input_results
+  out = results[case]
+  assert out['returncode'] == 2
+  last = out['stderr'].strip().splitlines()[-1]
+  assert last.startswith('error: ') and BAD_INPUTS[case][1] in last, out['stderr'][-2000:]
+  assert 'Traceback' not in out['stderr']
+  assert not (root / case / 'run').exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+  'case', ['config typo', pytest.param('batch not divisible', marks=pytest.mark.slow)]
+)
+def test_bad_input_in_its_own_process(case, tmp_path):
+  """Two of the cases as real `python -m gen.main` processes: the batch behaves as they do."""
+  proc = run_cli(
+    _case_args(case, tmp_path),
+    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
     timeout=120,
   )
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: ') and expected in last, proc.stderr[-2000:]
-  assert 'Traceback' not in proc.stderr
-  assert not wd.exists()  # nothing written
+  assert last.startswith('error: ') and BAD_INPUTS[case][1] in last, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and not (tmp_path / case / 'run').exists()
 
 
-def test_missing_tfds_dataset_says_how_to_prepare(tmp_path):
-  wd, data_dir = tmp_path / 'run', tmp_path / 'tfds'
+def test_more_bad_inputs_in_one_process(tmp_path):
+  """A missing TFDS dataset, an unwritable or empty workdir, an empty dataset name, and a
+  corrupt W/config.json in train, sample and eval mode (named, never overwritten)."""
+  data_dir, blocker, corrupt = tmp_path / 'tfds', tmp_path / 'a_file', tmp_path / 'corrupt'
   data_dir.mkdir()
-  proc = run_cli(
-    [
-      SMOKE,
-      f'--workdir={wd}',
-      '--config.data.name=mnist',
-      '--config.model.name=unet',
-      f'--config.data.data_dir={data_dir}',
-    ]
-  )
-  assert proc.returncode != 0
-  last = proc.stderr.strip().splitlines()[-1]
-  assert 'not prepared' in last and 'gen prepare --dataset=mnist' in last
-  assert not wd.exists() and os.listdir(data_dir) == []
+  blocker.write_text('not a folder')
+  corrupt.mkdir()
+  (corrupt / 'config.json').write_text('{"data": {"name": "ring8",')  # cut off mid-write
+  before = (corrupt / 'config.json').read_bytes()
+  run = tmp_path / 'run'
+  mnist = ['--config.data.name=mnist', '--config.model.name=unet']
+  cases = {
+    'missing tfds dataset': (
+      [SMOKE, f'--workdir={run}', *mnist, f'--config.data.data_dir={data_dir}'],
+      'not prepared',
+    ),
+    'non-writable workdir': ([SMOKE, f'--workdir={blocker}/run'], 'is not writable'),
+    'eval of an empty workdir': (
+      [SMOKE, f'--workdir={tmp_path / "nothing"}', '--mode=eval'],
+      'holds no run',
+    ),
+    'empty dataset name': (
+      [SMOKE, f'--workdir={run}', '--config.data.name='],
+      "data.name='' is empty; choose an embedded dataset",
+    ),
+  }
+  for mode in ('train', 'sample', 'eval'):
+    cases[f'corrupt config, {mode}'] = (
+      [f'--workdir={corrupt}', f'--mode={mode}'] + ([SMOKE] if mode == 'train' else []),
+      f'{corrupt}/config.json is unreadable (JSONDecodeError',
+    )
+  results = _batch([args for args, _ in cases.values()], tmp_path)
+  for (name, (_, expected)), out in zip(cases.items(), results, strict=True):
+    assert out['returncode'] == 2, (name, out)
+    last = out['stderr'].strip().splitlines()[-1]
+    assert last.startswith('error: ') and expected in last, (name, out['stderr'][-2000:])
+    assert 'Traceback' not in out['stderr'], name
+  assert not run.exists() and not (tmp_path / 'nothing').exists()
+  assert 'gen prepare --dataset=mnist' in results[0]['stderr'] and os.listdir(data_dir) == []
+  assert (corrupt / 'config.json').read_bytes() == before and os.listdir(corrupt) == ['config.json']
 
 
+@pytest.mark.slow
 def test_workdir_of_another_run_is_refused_and_kept(tmp_path):
   wd = tmp_path / 'run'
   assert run_cli([SMOKE, f'--workdir={wd}']).returncode == 0
@@ -120,20 +192,6 @@ def test_workdir_of_another_run_is_refused_and_kept(tmp_path):
   assert '--allow_config_change' in last
   after = {p: os.path.getmtime(os.path.join(r, p)) for r, _, fs in os.walk(wd) for p in fs}
   assert after == before  # nothing touched
-
-
-def test_non_writable_workdir(tmp_path):
-  blocker = tmp_path / 'a_file'
-  blocker.write_text('not a folder')
-  proc = run_cli([SMOKE, f'--workdir={blocker}/run'])
-  assert proc.returncode == 2
-  assert 'is not writable' in proc.stderr.strip().splitlines()[-1]
-
-
-def test_eval_of_an_empty_workdir(tmp_path):
-  proc = run_cli([SMOKE, f'--workdir={tmp_path / "nothing"}', '--mode=eval'])
-  assert proc.returncode == 2
-  assert 'holds no run' in proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(
@@ -161,30 +219,7 @@ def test_config_file_that_does_not_load(case, tmp_path):
   assert not wd.exists()
 
 
-def test_empty_dataset_name(tmp_path):
-  wd = tmp_path / 'run'
-  proc = run_cli([SMOKE, f'--workdir={wd}', '--config.data.name='], timeout=120)
-  assert proc.returncode == 2
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: data.name='' is empty; choose an embedded dataset"), last
-  assert 'Traceback' not in proc.stderr and not wd.exists()
-
-
-@pytest.mark.parametrize('mode', ['train', 'sample', 'eval'])
-def test_corrupt_saved_config_is_named_and_kept(mode, tmp_path):
-  wd = tmp_path / 'run'
-  wd.mkdir()
-  (wd / 'config.json').write_text('{"data": {"name": "ring8",')  # cut off mid-write
-  before = (wd / 'config.json').read_bytes()
-  args = [f'--workdir={wd}', f'--mode={mode}'] + ([SMOKE] if mode == 'train' else [])
-  proc = run_cli(args, timeout=120)
-  assert proc.returncode == 2
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith(f'error: {wd}/config.json is unreadable (JSONDecodeError'), last
-  assert 'Traceback' not in proc.stderr
-  assert (wd / 'config.json').read_bytes() == before and os.listdir(wd) == ['config.json']
-
-
+@pytest.mark.slow
 def test_sample_mode_reads_the_runs_own_config(tmp_path):
   """Trained with overrides (ckpt_every, log_every), sampled with the README's plain command
   or with no --config at all: the run's W/config.json decides, intervals never block."""

@@ -262,6 +262,7 @@ def test_unprepared_tfds_dataset(tmp_path, no_network):
   assert sorted(os.listdir(tmp_path)) == before == []
 
 
+@pytest.mark.slow
 def test_no_tensorflow_import():
   import subprocess
   import sys

@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # seconds to minutes each: the full suite only
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

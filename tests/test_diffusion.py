@@ -116,6 +116,7 @@ def _fit_linear_eps_model(process, t_val: float, mu: float, s: float) -> dict:
   return params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vp', 've', 'rectified_flow'])
 def test_trained_linear_denoiser_recovers_the_gaussian_score(name):
   """Minimising the eps loss for N(mu, s^2) data at fixed t gives the analytic score."""

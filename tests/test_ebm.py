@@ -121,6 +121,7 @@ def _variance_gap(score_fn, x, projection):
   return jnp.sum(m * (0.5 * ss**2 + 2 * jac * ss)) / x.shape[0] ** 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['score_mlp', 'energy_mlp'])
 def test_sliced_score_matching_is_unbiased_and_vr_reduces_variance(kind):
   """E_v[sliced SM] = exact SM (E[v v^T] = I) for Rademacher and Gaussian v, plain and
@@ -251,6 +252,7 @@ def test_rbm_free_energy_and_conditionals_sum_out_the_hidden_units():
     chex.assert_trees_all_close(got, want, atol=1e-5, custom_message=name)
 
 
+@pytest.mark.slow
 def test_rbm_cd_k_gradient_approaches_the_exact_likelihood_gradient():
   """grad log-likelihood = -mean grad F(data) + E_p[grad F] (log Z by enumeration over the
   2^V visible states). CD-k's gradient of mean F(v+) - mean F(v-), v- after k Gibbs sweeps from
@@ -393,6 +395,7 @@ def _buffer_draws(key):
   return k_idx, k_re, k_noise, k_chain
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('reinit_prob', [1.0, 0.0])
 def test_replay_buffer_is_written_at_the_sampled_indices(reinit_prob):
   model = _make(_config(reinit_prob=reinit_prob))

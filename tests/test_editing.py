@@ -41,6 +41,7 @@ def _ts(name, process, num):
 # -- inpainting -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   'sampler, name',
   [
@@ -94,6 +95,7 @@ def _conditional_moments(mix, x1):
   return float(mean), float(jnp.sqrt(var))
 
 
+@pytest.mark.slow
 def test_inpainting_imputes_the_true_conditional():
   """Modes at (-2, -2) and (2, 2): knowing x_1 = +-2, the imputed x_2 is N(+-2, 0.3^2).
 
@@ -125,6 +127,7 @@ def test_inpainting_imputes_the_true_conditional():
         assert float(jnp.mean(jnp.sign(got) == np.sign(value))) > 0.99
 
 
+@pytest.mark.slow
 def test_colorization_recovers_the_colour_of_the_grey_image():
   """Two colours (2, 0, 1) (grey 1) and (-1, 0, -2) (grey -1) on every pixel of a 2 x 2 image."""
   colours = np.array([[2.0, 0.0, 1.0], [-1.0, 0.0, -2.0]])
@@ -160,6 +163,7 @@ def _round_trip(name, dist, method, num, start_iters=0, samples=1000):
   return process, ts, x0, z, float(jnp.max(jnp.abs(rec - x0)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(PROCESSES))
 def test_ddim_inversion_reconstructs_at_high_step_count(name):
   """First order: 5x the steps, ~5x smaller error (measured max error at N = 1000 (999):
@@ -186,6 +190,7 @@ def test_higher_order_inversion_reconstructs(name):
     assert data_start > 100 * exact_start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vp', 've', 'rectified_flow'])
 def test_inversion_matches_the_closed_form_ode_map(name):
   """For one Gaussian the exact inversion is ode_map(x0, ts[-1] -> ts[0]); rk4 and heun converge
@@ -200,6 +205,7 @@ def test_inversion_matches_the_closed_form_ode_map(name):
   assert errors['ddim', 1000] < 0.015, errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(PROCESSES))
 def test_inverted_data_is_prior_noise(name):
   """Latents of data samples are ~N(0, prior_std^2): mean within 4 standard errors, std 5 %."""
@@ -232,6 +238,7 @@ def test_inversion_rejects_bad_methods():
 # -- slerp and interpolation ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slerp():
   k0, k1 = jax.random.split(jax.random.key(0))
   z0, z1 = jax.random.normal(k0, (5, 3, 4)), jax.random.normal(k1, (5, 3, 4))

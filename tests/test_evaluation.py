@@ -51,6 +51,7 @@ def _digits_config(data_dir):
   return c
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_digits_classifier_reaches_97_percent_and_is_cached(data_dir):
   params, info = digits_classifier.load_or_train(data_dir)  # from the cache now
@@ -62,6 +63,7 @@ def test_digits_classifier_reaches_97_percent_and_is_cached(data_dir):
   assert np.mean(np.argmax(logits, -1) == test['label']) == pytest.approx(info['test_accuracy'])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_floor_and_noise_bracket_the_digits_metrics(data_dir):
   """Real held-out digits score near the ideal, uniform noise far from it (the README's
@@ -107,6 +109,7 @@ def test_reference_statistics_record_and_enforce_their_recipe(data_dir):
   assert reference.load('digits', 'test', net, data_dir) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_dir, tmp_path):
   config = ddpm_digits.get_config('smoke')
@@ -139,6 +142,7 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
     assert again[k] == values[k], k
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_training_logs_proxies_and_keeps_final_numbers_apart(smoke_config, tmp_path):
   smoke_config.train.eval_every = 10
@@ -166,6 +170,7 @@ def _gen(*args, timeout=300):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_stats_report_and_compare_commands(data_dir, smoke_config, tmp_path):
   out = _gen('stats', '--dataset=digits', '--split=train', f'--data_dir={data_dir}')

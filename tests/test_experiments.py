@@ -39,7 +39,16 @@ def _config(name, arg=None):
   return importlib.import_module(f'experiments.{name}').get_config(arg)
 
 
-@pytest.mark.parametrize('name', [e for e in EXPERIMENTS if e not in NEEDS_DOWNLOAD])
+# One experiment per family in the fast tier; every other smoke variant runs in the full suite.
+FAST_SMOKE = ('ddpm_ring8', 'gan_ring8', 'ebm_cd_ring8')
+SMOKE_CASES = [
+  pytest.param(e, marks=() if e in FAST_SMOKE else pytest.mark.slow)
+  for e in EXPERIMENTS
+  if e not in NEEDS_DOWNLOAD
+]
+
+
+@pytest.mark.parametrize('name', SMOKE_CASES)
 def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
   config = _config(name, 'smoke')
   config.data.data_dir = tfds_dir
@@ -82,6 +91,7 @@ def test_every_experiment_documents_its_command_and_cost():
     assert 'MEASURED' not in doc, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', NEEDS_DOWNLOAD)
 def test_cifar10_network_takes_one_step_on_cpu(name):
   """The published CIFAR-10 network compiles and trains one step (batch 4: CPU time)."""

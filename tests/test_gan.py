@@ -71,6 +71,7 @@ def _counts(opt_state):
 # -- 1. the optimal discriminator ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_discriminator_converges_to_the_optimal_discriminator():
   """Training D alone (minimax_d_loss, Adam, fresh samples each step) on p_data = N(0, 1) and
   p_g = N(1, 1.5^2) approaches D* = p_data / (p_data + p_g) (Goodfellow et al. 2014, prop. 1),
@@ -192,6 +193,7 @@ def wgan():
   return setup, jax.jit(setup.objective.step)
 
 
+@pytest.mark.slow
 def test_weight_clipping_bounds_every_discriminator_parameter(wgan):
   """WGAN with clip_value = 0.01: after each step every critic parameter is in [-0.01, 0.01]
   (the initial weights are not) and the bound is reached."""
@@ -223,6 +225,7 @@ def _power_iterate(module, variables, x, n):
   return jax.jit(lambda s: jax.lax.scan(body, s, None, length=n)[0])(variables['batch_stats'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   'module,x',
   [
@@ -259,6 +262,7 @@ def test_spectral_norm_sigma_is_the_largest_singular_value(module, x):
   assert seen == ({'Dense', 'Conv'} if x.ndim == 4 else {'Dense'}), seen
 
 
+@pytest.mark.slow
 def test_spectral_norm_in_the_gan_step_updates_the_stored_vectors():
   """The GAN step runs D in training mode: its u vectors and sigmas (TrainState.extra) move
   towards the largest singular value of the current kernels."""
@@ -314,6 +318,7 @@ def _fixed_critic_gan(loss):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('num', [1, 64])
 def test_non_saturating_loss_does_not_vanish_when_d_rejects(num):
   """With f = D(G(z)) ~ -8 the minimax generator gradient is scaled by sigmoid(f) and the
@@ -397,6 +402,7 @@ class TestLosses(chex.TestCase):
         np.testing.assert_array_equal(got, want, err_msg=f'{shape} m={m}')
 
 
+@pytest.mark.slow
 def test_diff_augment_shapes_and_gradients():
   x = jax.random.uniform(jax.random.key(0), (16, 8, 8, 3), minval=-1.0, maxval=1.0)
   policies = [(p,) for p in gan.AUGMENTATIONS] + [gan.AUGMENTATIONS]
@@ -531,6 +537,7 @@ def test_rejection_sample():
   assert abs(float(jnp.mean(acc2)) - 0.25) < 0.015, float(jnp.mean(acc2))
 
 
+@pytest.mark.slow
 def test_step_bookkeeping_n_critic_and_determinism(wgan):
   """n_critic = 3: three discriminator optimizer steps and one generator step per GAN step;
   objective.step leaves state.step alone (the loop's train_step increments it); the step is a
@@ -611,6 +618,7 @@ def _compare_devices() -> dict:
   return out
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_agree():
   env = {
     **os.environ,

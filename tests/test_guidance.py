@@ -44,6 +44,7 @@ def _times(process, key, num):
   return jax.random.uniform(key, (num,), minval=max(process.t_min, 0.01), maxval=0.99)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(PROCESSES))
 def test_scale_one_is_the_exact_conditional_denoiser(name):
   process = PROCESSES[name]()
@@ -67,6 +68,7 @@ def test_scale_one_is_the_exact_conditional_denoiser(name):
   np.testing.assert_allclose(plain(x, t)[0], MIX.denoiser(process)(x, t)[0], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sampler', ['ddim', 'ddpm'])
 @pytest.mark.parametrize('scale', [1.0, 3.0])
 def test_guided_sampling_lands_in_the_requested_component(sampler, scale):

@@ -66,6 +66,7 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_output_shapes_from_init():
   params = inception.init_params(jax.random.key(0))

@@ -78,6 +78,7 @@ GAUSSIANS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,dim,means,stds', GAUSSIANS, ids=[g[0] for g in GAUSSIANS])
 def test_gaussian_matches_closed_form(name, dim, means, stds):
   process, t_start = PROCESSES[name]
@@ -88,6 +89,7 @@ def test_gaussian_matches_closed_form(name, dim, means, stds):
   assert err.max() < TOL, (name, err.max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vp', 've', 'edm', 'rectified_flow'])
 def test_default_prior_on_centred_data(name):
   """The default prior N(0, sigma_T^2 I) alone is accurate for data of mean 0."""
@@ -103,6 +105,7 @@ MIXTURE = GaussianMixture.create(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vp', 'rectified_flow'])
 def test_mixture_matches_closed_form(name):
   """A 2-D mixture: a nonlinear flow with a full Jacobian; RF's N(0, I) prior is exact."""
@@ -113,6 +116,7 @@ def test_mixture_matches_closed_form(name):
   assert err.max() < TOL, (name, err.max())
 
 
+@pytest.mark.slow
 def test_hutchinson_is_unbiased():
   """On the mixture (off-diagonal Jacobian) Hutchinson's estimate is noisy but centred."""
   process, _ = PROCESSES['vp']
@@ -135,6 +139,7 @@ def test_hutchinson_is_exact_for_diagonal_jacobians():
   assert err.max() < TOL
 
 
+@pytest.mark.slow
 def test_nfe_counts_network_evaluations():
   process, _ = PROCESSES['vp']
   gm = GaussianMixture.create([0.3, -0.5], [0.5, 0.3])
@@ -152,6 +157,7 @@ def test_nfe_counts_network_evaluations():
   assert min(calls) == pytest.approx(process.t_min) and max(calls) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_jit_matches_eager_and_auto_is_exact():
   process, _ = PROCESSES['edm']
   gm = GaussianMixture.create([0.3, -0.5, 0.8], [0.5, 0.3, 0.7])
@@ -222,6 +228,7 @@ def test_dequantize_stays_within_bins():
   assert abs(noise.mean()) < 0.01 and abs(noise.var() - 1 / 12) < 0.005  # Uniform(-1/2, 1/2)
 
 
+@pytest.mark.slow
 def test_bits_per_dim_of_dequantised_data():
   process, _ = PROCESSES['vp']
   gm = GaussianMixture.create([0.2, -0.3], [0.5, 0.4])
@@ -246,6 +253,7 @@ def test_discretized_gaussian_masses_sum_to_one():
     np.testing.assert_allclose(float(jnp.sum(jnp.exp(logp))), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ddpm_bound_lies_just_above_the_exact_likelihood():
   """The DDPM variational bound with the exact denoiser of Gaussian data, against the closed

@@ -30,6 +30,7 @@ def test_output_shape_and_zero_at_init():
   np.testing.assert_array_equal(out, 0.0)
 
 
+@pytest.mark.slow
 def test_labels_change_output_and_null_label_equals_none():
   model = MLP(**TINY, num_classes=8)
   variables = _randomize(_init(model))

@@ -20,6 +20,8 @@ from experiments import ddpm_ring8, gan_ring8
 from launch import local_multiprocess
 from tests.conftest import load_state, run_cli
 
+pytestmark = pytest.mark.slow  # seconds to minutes each: the full suite only
+
 EXPERIMENTS = {'ddpm_ring8': ddpm_ring8, 'gan_ring8': gan_ring8}
 STEPS = 30
 TOL = 1e-5  # relative, on losses and parameters

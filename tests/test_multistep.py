@@ -35,6 +35,7 @@ def _error(sampler, name, n):
   return float(jnp.max(jnp.abs(run(x).samples - ref)))
 
 
+@pytest.mark.slow
 def test_first_order_dpm_solver_is_ddim():
   for name in ('discrete_linear', 'vp', 'rectified_flow'):
     process, denoise, x = _setup(name, 64)
@@ -44,6 +45,7 @@ def test_first_order_dpm_solver_is_ddim():
     chex.assert_trees_all_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(SPACING))
 @pytest.mark.parametrize('sampler', ['dpm_solver_2m', 'dpm_solver_3m', 'unipc', 'unipc3'])
 def test_multistep_solvers_reach_the_exact_ode_solution(sampler, name):
@@ -52,6 +54,7 @@ def test_multistep_solvers_reach_the_exact_ode_solution(sampler, name):
   assert _error(sampler, name, 200) < 2e-3
 
 
+@pytest.mark.slow
 def test_orders_of_convergence_on_vp():
   """Doubling NFE 20 -> 40 divides the error by ~2^order: DPM-Solver++ 2M ~4x; UniPC-2 with its
   corrector one order more (~8x); the third-order 3M beats 2M at equal NFE."""
@@ -63,6 +66,7 @@ def test_orders_of_convergence_on_vp():
   assert dpm3 < 0.6 * dpm2[1], (dpm3, dpm2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sampler', ['dpm_solver_2m', 'dpm_solver_3m', 'unipc'])
 def test_mixture_samples_land_on_the_modes(sampler):
   ring = GaussianMixture.ring(8, 2.0, 0.05)
@@ -76,6 +80,7 @@ def test_mixture_samples_land_on_the_modes(sampler):
   assert counts.min() > 0.8 * 4000 / 8 and counts.max() < 1.2 * 4000 / 8, counts
 
 
+@pytest.mark.slow
 class TestInterface(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_nfe_trajectory_and_project(self):

@@ -61,6 +61,7 @@ def test_every_conversion_round_trips(name):
       chex.assert_trees_all_close(got, (x0, eps), rtol=1e-5, atol=1e-5, custom_message=k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vp', 'rectified_flow', 'discrete'])
 def test_float32_round_trips_away_from_the_ends(name):
   """The everyday float32 path at moderate t, under jit."""

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from gen.utils import paths
 from launch import local_multiprocess
 from tests.conftest import COMPILATION_CACHE, REPO
@@ -52,6 +54,7 @@ def _run(args, cwd, home, module='gen.main'):
   )
 
 
+@pytest.mark.slow
 def test_relative_and_home_paths_from_another_folder(tmp_path):
   """gen.main, gen report/compare/prepare and a sweep, started outside the repository."""
   cwd, home = tmp_path / 'elsewhere', tmp_path / 'home'

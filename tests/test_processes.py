@@ -71,6 +71,7 @@ SIM_GRIDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CONTINUOUS)
 def test_sde_simulation_matches_marginal(name):
   """Euler–Maruyama paths of sde(t) have mean alpha_t x0 and variance sigma_t^2."""
@@ -201,6 +202,7 @@ def test_vp_marginals_match_score_sde():
 # --- Time grids and model time ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['uniform', 'karras'])
 @pytest.mark.parametrize('name', CONTINUOUS + DISCRETE)
 def test_time_grid_endpoints_and_order(name, kind):

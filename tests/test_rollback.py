@@ -36,6 +36,7 @@ def _train(config, workdir, **kwargs):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_forced_divergence_gives_up_and_keeps_the_last_good_checkpoint(tmp_path):
   config = _ebm_config()

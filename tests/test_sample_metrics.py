@@ -214,6 +214,7 @@ def test_density_coverage():
     assert got == {'density': density, 'coverage': coverage}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_memorisation():
   train = _features(18, 300)
@@ -279,6 +280,7 @@ def _compare_devices() -> dict:
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_one_and_eight_devices_agree():
   env = {

@@ -78,6 +78,7 @@ def test_ddim_eta0_converges_to_the_exact_ode_solution(name):
   assert errors[2] < 0.02, errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vp', 've', 'edm', 'rectified_flow'])
 def test_ode_solvers_have_their_order_and_reach_the_exact_solution(name):
   process, denoise, x = _setup(name)
@@ -124,6 +125,7 @@ STOCHASTIC = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sampler, options, spacing, n', STOCHASTIC)
 @pytest.mark.parametrize('name', ['discrete_linear', 'vp', 've', 'edm'])
 def test_stochastic_samplers_reproduce_the_data_moments(sampler, options, spacing, n, name):
@@ -173,6 +175,7 @@ def test_ddpm_beta_on_consecutive_steps_is_ho_et_al_algorithm_2():
   chex.assert_trees_all_close(got.trajectory[0], want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pc_beats_its_predictor_alone():
   """The Langevin corrector (snr 0.16) pulls each level towards its marginal: with the same
   predictor steps the sample moments are closer to the data's."""
@@ -210,6 +213,7 @@ class TestLangevin(chex.TestCase):
     chex.assert_trees_all_close(mode.samples, jnp.full((4, 1), 3.0), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_nfe_and_one_compile_per_step_count():
   process, denoise, x = _setup('vp', num=16)
   traces = []
@@ -228,6 +232,7 @@ def test_nfe_and_one_compile_per_step_count():
     assert samplers.run(name, denoise, process, x, jax.random.key(0), ts).nfe == nfe, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['ddpm', 'ddim', 'heun', 'pc', 'edm'])
 def test_trajectory_ends_with_the_samples(name):
   process, denoise, x = _setup('edm', num=4)

@@ -8,8 +8,11 @@ import sys
 import time
 
 import chex
+import pytest
 
 from tests.conftest import REPO, load_state, run_cli
+
+pytestmark = pytest.mark.slow  # seconds to minutes each: the full suite only
 
 ARGS = [
   '--config=experiments/ddpm_ring8.py:smoke',

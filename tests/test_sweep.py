@@ -134,6 +134,7 @@ def test_bad_input_errors_before_anything_runs(tmp_path):
   assert r.returncode == 2 and 'expected an int' in r.stderr and not r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_sweep_of_two_smoke_runs(tmp_path):
   """Two smoke runs side by side (one a tuple override), then a failing one: workdirs, logs,

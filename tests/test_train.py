@@ -168,6 +168,7 @@ def test_workdir_with_another_config_is_refused(smoke_config, tmp_path):
   assert int(state.step) == 20
 
 
+@pytest.mark.slow
 def test_checkpoint_of_8_devices_restores_on_1(tmp_path):
   """Saved by a process with 8 simulated devices (see test_devices), restored here on 1."""
   from tests.test_devices import run_device_script
@@ -194,6 +195,7 @@ def test_incomplete_checkpoint_is_ignored(smoke_config, tmp_path):
   assert int(state.step) == 20
 
 
+@pytest.mark.slow
 def test_image_data_runs_through_the_same_loop(smoke_config, tmp_path):
   """digits + the U-Net: same loop, an image grid instead of a scatter, NHWC samples."""
   c = smoke_config
@@ -215,6 +217,7 @@ def test_image_data_runs_through_the_same_loop(smoke_config, tmp_path):
     chex.assert_shape(f['samples'], (8, 8, 8, 1))
 
 
+@pytest.mark.slow
 def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
   """`bpd` in eval.metrics: the PF-ODE likelihood of test data, with its solver's NFE."""
   from experiments import score_sde_vp_swiss_roll
@@ -229,6 +232,7 @@ def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
   assert np.isfinite(values['bpd']) and values['bpd_nfe'] > 6
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_gradient_accumulation_equals_the_whole_batch(smoke_config, tmp_path):
   """4 micro-batches of 16 make the same updates as one batch of 64 (times and noise are drawn
@@ -255,6 +259,7 @@ def test_gradient_accumulation_must_divide_the_batch(smoke_config):
     train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize('name', ['ddpm_ring8', 'sngan_digits'])
 def test_bfloat16_compute_keeps_float32_state(name, tmp_path):
@@ -294,6 +299,7 @@ def test_unknown_compute_dtype(smoke_config):
     train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
 
 
+@pytest.mark.slow
 def test_log_window_spans_a_checkpoint(smoke_config, tmp_path):
   """A checkpoint between two logs (ckpt_every not a multiple of log_every) keeps the window:
   the log at step 10 is the mean of steps 6..10 and its steps_per_sec counts all five."""
@@ -354,6 +360,7 @@ def test_micro_batches_are_strided():
   )
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_step_has_no_all_gather(tmp_path):
   """On 8 devices the micro-batches keep every device's rows: the compiled step's only
   collective is the gradient all-reduce, as without accumulation."""

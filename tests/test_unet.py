@@ -33,6 +33,7 @@ def _num_params(model, shape):
   return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(variables))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape', [(8, 8, 1), (32, 32, 3)])
 def test_output_shape_matches_input_and_is_zero_at_init(shape):
   model = UNet(**TINY)
@@ -44,6 +45,7 @@ def test_output_shape_matches_input_and_is_zero_at_init(shape):
   np.testing.assert_array_equal(out, 0.0)
 
 
+@pytest.mark.slow
 def test_output_depends_on_time():
   model = UNet(**TINY)
   variables = _randomize(_init(model, (8, 8, 1)))
@@ -53,6 +55,7 @@ def test_output_depends_on_time():
   assert not np.allclose(out[0], out[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dropout_only_in_train_mode():
   model = UNet(**TINY, dropout=0.5)
   variables = _randomize(_init(model, (8, 8, 1)))
@@ -67,6 +70,7 @@ def test_dropout_only_in_train_mode():
   np.testing.assert_array_equal(run(False, 0), model.apply(variables, x, t))
 
 
+@pytest.mark.slow
 def test_jit_matches_eager():
   model = UNet(**TINY)
   variables = _randomize(_init(model, (8, 8, 1)))
@@ -116,6 +120,7 @@ def test_parameter_count_is_stable_and_quadratic_in_width():
   assert small == 246_577
 
 
+@pytest.mark.slow
 def test_attention_block_shape_and_identity_at_init():
   block = AttentionBlock(num_heads=2, num_groups=4)
   x = jax.random.normal(jax.random.key(6), (2, 4, 4, 8))
@@ -130,6 +135,7 @@ def test_attention_block_shape_and_identity_at_init():
   assert not np.any(np.all(np.isclose(moved[:, 3, 3], out[:, 3, 3]), axis=-1))
 
 
+@pytest.mark.slow
 def test_attention_adds_parameters_and_changes_output():
   plain = UNet(**TINY)
   attn = UNet(**TINY, attn_resolutions=(4,), num_heads=2)
@@ -214,6 +220,7 @@ def test_fourier_embedding_is_fixed_and_not_a_parameter():
     _init(UNet(**TINY, embedding='gaussian'), (8, 8, 1))
 
 
+@pytest.mark.slow
 def test_remat_keeps_parameters_outputs_and_gradients():
   """remat=True changes what the backward pass stores, not the function or its parameters."""
   kwargs = dict(TINY, attn_resolutions=(4,), dropout=0.2)

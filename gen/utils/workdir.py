@@ -55,10 +55,10 @@ def check_workdir(
     mode: 'train', 'eval' or 'sample'.
     allow_change: accept a differing saved config (--allow_config_change).
   """
-  _check_writable(workdir)
   path = os.path.join(workdir, 'config.json')
-  if mode != 'train' and not os.path.exists(path):
+  if mode != 'train' and not os.path.exists(path):  # checked first: creates nothing
     raise ConfigError(f'--workdir={workdir} holds no run (no config.json); train first')
+  _check_writable(workdir)
   if not os.path.exists(path):
     return
   saved = read_config_dict(workdir)  # an unreadable one fails here, and is never overwritten
