@@ -2,9 +2,9 @@
 
 Command (prepare the data once with `gen prepare --dataset=cifar10`):
   python -m gen.main --config=experiments/dcgan_cifar10.py --workdir=runs/dcgan_cifar10
-Expected: not run here (no GPU, no CIFAR-10); the tests compile and run one step of this pair on
-CPU. For reference, DCGAN-style pairs of this size reach an Inception score of about 6.2-6.7 on
-CIFAR-10 (Salimans et al. 2016 / chainer-gan-lib; Miyato et al. 2018, table 2: 6.64, FID 37.7).
+Expected: a GPU/TPU run, not measured on a 2-core CPU; the tests compile and run one step of this
+pair on CPU. For reference, DCGAN-style pairs of this size reach an Inception score of about 6.2-6.7
+on CIFAR-10 (Salimans et al. 2016 / chainer-gan-lib; Miyato et al. 2018, table 2: 6.64, FID 37.7).
 Smoke variant: --config=experiments/dcgan_cifar10.py:smoke
 """
 

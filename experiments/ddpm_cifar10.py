@@ -2,8 +2,8 @@
 
 Command (prepare the data once with `gen prepare --dataset=cifar10`):
   python -m gen.main --config=experiments/ddpm_cifar10.py --workdir=runs/ddpm_cifar10
-Expected: Ho et al. 2020 report FID 3.17 after 800k steps of batch 128 on a TPU v3-8. Not run
-here (no GPU, no CIFAR-10); the tests compile and run one step of this network on CPU.
+Expected: Ho et al. 2020 report FID 3.17 after 800k steps of batch 128 on a TPU v3-8. Not measured
+on a 2-core CPU; the tests compile and run one step of this network on CPU.
 Smoke variant: --config=experiments/ddpm_cifar10.py:smoke
 """
 

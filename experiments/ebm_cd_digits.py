@@ -2,12 +2,11 @@
 
 Command:
   python -m gen.main --config=experiments/ebm_cd_digits.py --workdir=runs/ebm_cd_digits
-Expected on a 2-core CPU: 529-700 s wall (8.8-11.7 min incl. compile and evaluation) at
-  ~1.7-3.3 steps/s, the 2 cores shared with other jobs (load ~8); sliced_w2 0.184 (seed 0; two
-  runs gave identical numbers). The step-1200 samples (raw parameters, 20 Langevin steps from
-  uniform noise) are white strokes on black, most recognisable digits (0, 2, 3, 4, 5, 6, 8, 9),
-  speckled, some thick or ambiguous; step 800's are already digit-like. The trajectory shows
-  the chains turning noise into strokes within the 20 steps.
+Expected on a 2-core CPU: 529-700 s wall (8.8-11.7 min incl. compile and evaluation); sliced_w2
+0.184 (seed 0). The step-1200 samples (raw parameters, 20 Langevin steps from uniform noise) are
+white strokes on black, most recognisable digits (0, 2, 3, 4, 5, 6, 8, 9), speckled, some thick or
+ambiguous; step 800's are already digit-like. The trajectory shows the chains turning noise into
+strokes within the 20 steps.
 Smoke variant: --config=experiments/ebm_cd_digits.py:smoke
 """
 

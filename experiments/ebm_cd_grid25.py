@@ -2,20 +2,16 @@
 
 Command:
   python -m gen.main --config=experiments/ebm_cd_grid25.py --workdir=runs/ebm_cd_grid25
-Expected on a 2-core CPU: ~195 s wall (4,000 steps of batch 512 at ~20 steps/s on a shared
-CPU, 40 gradient evaluations per step); EMA samples cover 25/25 modes with
-high_quality_fraction 0.929 and sliced_w2 0.26 (W/eval/step_4000.json, seed 0; two draws of the
-data itself are 0.23 apart). Mode counts range 62-126 of 2,500 (fair share 100): the corner
-modes get the fewest.
+Expected on a 2-core CPU: ~195 s wall (4,000 steps of batch 512, 40 gradient evaluations per step);
+EMA samples cover 25/25 modes with high_quality_fraction 0.929 and sliced_w2 0.26
+(W/eval/step_4000.json, seed 0; two draws of the data itself are 0.23 apart). Mode counts range
+62-126 of 2,500 (fair share 100): the corner modes get the fewest.
 Smoke variant (seconds, used by the tests): --config=experiments/ebm_cd_grid25.py:smoke
 
 Recipe: as experiments/ebm_cd_ring8.py (fresh K = 40 step chains from uniform noise, sampled
 the same way; a/2 = 0.025, noise_scale 0.05, i.e. per-step noise 0.011 against the modes' std
 0.05; energy_alpha 0.1; Adam lr 1e-3, b1 0.5), with the noise box widened to [-4.5, 4.5]^2 to
-cover the grid and twice the steps and batch.
-
-Measured alternatives (seed 0): batch 256: 25/25, hq 0.887, sliced_w2 0.27 in 113 s; batch 256
-with K = 60 (training and sampling): 25/25, hq 0.905, sliced_w2 0.25 in 125 s.
+cover the grid and twice the steps and batch. Alternatives we measured: experiments/RESULTS.md.
 """
 
 from experiments import base, ebm_common

@@ -2,11 +2,11 @@
 
 Command:
   python -m gen.main --config=experiments/ebm_cd_ring8.py --workdir=runs/ebm_cd_ring8
-Expected on a 2-core CPU: ~60 s wall (2,000 steps of batch 256 at ~35-80 steps/s on a shared
-CPU, 40 gradient evaluations per step); EMA samples cover 8/8 modes with high_quality_fraction
-0.930 and sliced_w2 0.21 (W/eval/step_2000.json, seed 0; seeds 1 and 2: 8/8, 0.922 and 0.948;
-two draws of the data itself are 0.11 apart). A few samples sit at a spurious minimum at the
-origin and the modes hold 256-336 of the 2,500 samples each (fair share 312).
+Expected on a 2-core CPU: ~60 s wall (2,000 steps of batch 256, 40 gradient evaluations per step);
+EMA samples cover 8/8 modes with high_quality_fraction 0.930 and sliced_w2 0.21
+(W/eval/step_2000.json, seed 0; seeds 1 and 2: 8/8, 0.922 and 0.948; two draws of the data itself
+are 0.11 apart). A few samples sit at a spurious minimum at the origin and the modes hold 256-336 of
+the 2,500 samples each (fair share 312).
 Smoke variant (seconds, used by the tests): --config=experiments/ebm_cd_ring8.py:smoke
 
 Recipe: "short-run MCMC" (Nijkamp, Hill, Zhu & Wu 2019): every negative is a fresh,
@@ -20,13 +20,7 @@ spread is noise_scale / sqrt(h)), IGEBM's decoupling. energy_alpha 0.1 keeps ene
 (|E| ~ 0.13 at the end) while allowing a larger gap than alpha 1; Adam with b1 = 0.5.
 We chose this over IGEBM's replay buffer because the test samples from noise: with the buffer
 (10,000 chains, reinit 5%) the training chains are long-run ones, and 40 steps from noise no
-longer match them.
-
-Measured alternatives (seed 0, 2,000 steps unless said): replay buffer (chain_init 'buffer',
-buffer_size 10,000, reinit_prob 0.05): 8/8, hq 0.61, sliced_w2 0.14 (modes smeared along the
-circle); noise_scale 1 (plain Langevin): 0/8, hq 0.0004, sliced_w2 1.06 (the bounded energy gap
-cannot beat unit noise); energy_alpha 1: 8/8, hq 0.71, sliced_w2 0.31; K = 20 (training and
-sampling): 8/8, hq 0.90, sliced_w2 0.26 in 39 s; 3,000 steps: 8/8, hq 0.93, sliced_w2 0.21.
+longer match them. Alternatives we measured: experiments/RESULTS.md.
 """
 
 from experiments import base, ebm_common

@@ -2,8 +2,8 @@
 
 Command:
   python -m gen.main --config=experiments/ebm_cifar10.py --workdir=runs/ebm_cifar10
-Expected on a 2-core CPU: not trained here (no GPU lent, no CIFAR-10 on this machine; prepare it
-with `gen prepare --dataset=cifar10`). The tests run one training step of this network on CPU.
+Expected: a GPU/TPU run, not measured on a 2-core CPU; prepare the data once with
+`gen prepare --dataset=cifar10`. The tests run one training step of this network on CPU.
 """
 
 from experiments import base

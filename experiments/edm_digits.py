@@ -2,11 +2,11 @@
 
 Command:
   python -m gen.main --config=experiments/edm_digits.py --workdir=runs/edm_digits
-Expected on a 2-core CPU: 8 to 11.3 min wall, measured twice with other jobs on the cores (6,000
-steps of batch 64; sampling is EDM's Heun sampler at 18 noise levels, 35 network calls). Samples
-are recognisable digits; sliced_w2 0.082 against the test digits (seed 0; train vs test digits:
-0.080); 2.45 bits/dim on 256 test digits dequantised over their 17 levels (a uniform model: 4.09),
-a 601-NFE adaptive probability-flow solve that takes 2.3 min of the final evaluation.
+Expected on a 2-core CPU: 8 to 11.3 min wall (6,000 steps of batch 64; sampling is EDM's Heun
+sampler at 18 noise levels, 35 network calls). Samples are recognisable digits; sliced_w2 0.082
+against the test digits (seed 0; train vs test digits: 0.080); 2.45 bits/dim on 256 test digits
+dequantised over their 17 levels (a uniform model: 4.09), a 601-NFE adaptive probability-flow solve
+that takes 2.3 min of the final evaluation.
 Smoke variant: --config=experiments/edm_digits.py:smoke
 """
 

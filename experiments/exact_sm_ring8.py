@@ -2,16 +2,15 @@
 
 Command:
   python -m gen.main --config=experiments/exact_sm_ring8.py --workdir=runs/exact_sm_ring8
-Expected on a 2-core CPU: ~100-150 s wall (4,000 steps of batch 256 at ~40-80 steps/s on a
-shared CPU; the loss takes the exact Hessian trace of E, two forward-mode passes); EMA samples
-(2,000 Langevin steps from noise) cover 8/8 modes with high_quality_fraction 0.836 but
-sliced_w2 0.36 (W/eval/step_4000.json, seed 0; two draws of the data itself are 0.11 apart).
-The loss reaches -2488 of the optimum -1/sigma^2 = -2500, yet the sampler is wrong in the ways
-score matching is known for (Song & Ermon 2019): 14% of the samples sit in two spurious minima
-of E between neighbouring modes (no data there, so the loss never sees them), which takes mass
-from those modes (counts 108-430 of 2,500, fair share 312), and 2 samples (0.08%) run off to
-infinity along directions where E keeps falling (|x| 15 after 2,000 steps, 67 after 8,000;
-sliced_w2 1.27 with 8,000 steps: the number of steps is part of the result).
+Expected on a 2-core CPU: ~100-150 s wall (4,000 steps of batch 256; the loss takes the exact
+Hessian trace of E, two forward-mode passes); EMA samples (2,000 Langevin steps from noise) cover
+8/8 modes with high_quality_fraction 0.836 but sliced_w2 0.36 (W/eval/step_4000.json, seed 0; two
+draws of the data itself are 0.11 apart). The loss reaches -2488 of the optimum -1/sigma^2 = -2500,
+yet the sampler is wrong in the ways score matching is known for (Song & Ermon 2019): 14% of the
+samples sit in two spurious minima of E between neighbouring modes (no data there, so the loss never
+sees them), which takes mass from those modes (counts 108-430 of 2,500, fair share 312), and 2
+samples (0.08%) run off to infinity along directions where E keeps falling (|x| 15 after 2,000
+steps, 67 after 8,000; sliced_w2 1.27 with 8,000 steps: the number of steps is part of the result).
 Smoke variant (seconds, used by the tests): --config=experiments/exact_sm_ring8.py:smoke
 
 Sampling: unadjusted Langevin (noise_scale 1) with step a = 1e-4 from uniform noise on
@@ -19,11 +18,7 @@ Sampling: unadjusted Langevin (noise_scale 1) with step a = 1e-4 from uniform no
 E: ULA is stable for a < 4/h = 1.6e-3, and its stationary variance around a mode is
 sigma^2 / (1 - a h / 4) = 1.07 sigma^2 at a = 1e-4 (4e-4 gives 1.33 sigma^2). 2,000 steps
 (total time 0.2) bring the noise onto the modes; mixing between modes does not happen.
-
-Measured alternatives (seed 0): batch 512, lr 1e-3, 3,000 steps: loss -1740 (under-fit: modes
-stretched along the circle), 8/8, hq 0.67, sliced_w2 0.20, no spurious minima, 255 s; batch
-512, lr 2e-3, 3,000 steps: loss -2168, 8/8, hq 0.67, sliced_w2 0.25, 11% in spurious minima,
-240 s. Sampling the chosen run with a = 4e-4: hq 0.82, sliced_w2 1.30; a = 1e-3: hq 0.70.
+Alternatives we measured: experiments/RESULTS.md.
 """
 
 from experiments import base, ebm_common

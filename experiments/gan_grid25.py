@@ -1,44 +1,38 @@
 """The best GAN recipe in gen for grid25 (25 Gaussians on {-4,-2,0,2,4}^2, std 0.05).
 
 Recipe: non-saturating GAN + R1 (gamma 0.1) + EMA generator + discriminator rejection sampling,
-MLPs, 2-d latent. Why each choice (2,500 samples, seed 0 unless noted; runs of this file with
-one thing changed):
+MLPs, 2-d latent. Why each choice (the runs of this file with one thing changed that support
+it: experiments/RESULTS.md):
 - Loss: non-saturating (Goodfellow et al. 2014). Its discriminator logit estimates
   log p_data/p_g, which rejection sampling needs (the Wasserstein/hinge critics do not).
 - R1 penalty on real data, gamma 0.1 (Mescheder et al. 2018): the regulariser that makes the
-  game converge locally, and here the whole difference in mode coverage. Without it the GAN
-  drops modes for good (3 x 256 nets, 8-d latent: 13/25, hq 0.936 after 20k steps; the
-  plain-GAN failure of the PacGAN table, 17.3/25). With gamma 0.1, 1 or 10 every run covered
-  25/25; the smallest keeps the discriminator sharp at the 0.05 scale of the modes (10k-step
-  runs, 3 x 128 nets: hq 0.69 / 0.57 / 0.47), and 0.01 is too weak (21/25, seed 2).
-- No Lipschitz constraint: spectral normalisation (0/25 after 10k steps, also with the hinge
-  loss) and a gradient penalty of 10 (0/25) collapse the non-saturating game on this data.
-- No PacGAN: packing slowed learning on this budget (10k steps, no R1: 11/25 unpacked, 5/25
-  with pack 2, 0/25 with pack 4 even with a 3 x 256 discriminator) and rules out rejection
-  sampling; R1 fixes the mode dropping that packing targets.
+  game converge locally, and here the whole difference in mode coverage: without it the GAN
+  drops modes for good. Of the gammas that covered every mode, the smallest keeps the
+  discriminator sharp at the 0.05 scale of the modes; 0.01 is too weak.
+- No Lipschitz constraint: spectral normalisation (also with the hinge loss) and a gradient
+  penalty of 10 collapse the non-saturating game on this data.
+- No PacGAN: packing slowed learning on this budget and rules out rejection sampling; R1 fixes
+  the mode dropping that packing targets.
 - Networks: generator 3 x 256 ReLU, discriminator 3 x 128 LeakyReLU, no normalisation. A
-  2-d latent makes G a map of the plane, whose mass between modes lies on thin curves: EMA hq
-  0.947 / 0.923 / 0.968 (seeds 0/1/2) against 0.931 / 0.882 / 0.832 with an 8-d latent (16-d,
-  seed 2: 0.866). The wider generator sharpens it (8-d latent: 0.931 vs 0.897 with 3 x 128); a
-  3 x 256 discriminator helps too (seed 2, 8-d: 0.927 vs 0.832) but doubles the run time.
+  2-d latent makes G a map of the plane, whose mass between modes lies on thin curves (a higher
+  high-quality fraction than an 8-d or 16-d latent). The wider generator sharpens it; a 3 x 256
+  discriminator helps too but doubles the run time.
 - Optimisation: Adam 1e-3, b1 0.5, for both players, cosine decay to 0 over 20,000 steps,
   batch 512, one discriminator step per generator step; the samples come from the generator's
   EMA (0.999), which the decaying learning rate lets settle on the modes.
 - Sampling: discriminator rejection sampling (Azadi et al. 2019) from 4 candidates per sample
-  with gamma at the 50th percentile of F. It removes most samples between modes: hq 0.947 ->
-  0.973 (seeds 1/2: 0.923 -> 0.959, 0.968 -> 0.981) at the price of mode weights (sliced_w2
-  0.19 -> 0.29: D's logit is not exactly the log ratio). The paper's 80th percentile accepts
-  fewer for little more hq (8-d latent: hq 0.970 vs 0.962, sliced_w2 0.34 vs 0.24).
+  with gamma at the 50th percentile of F. It removes most samples between modes at the price of
+  mode weights (D's logit is not exactly the log ratio). The paper's 80th percentile accepts
+  fewer for little more high-quality fraction.
 
 Command:
   python -m gen.main --config=experiments/gan_grid25.py --workdir=runs/gan_grid25
-Expected on a 2-core CPU: 185 s wall (20,000 steps at a median 119 steps/s, on a machine with
-other jobs running, load ~6); rejection-sampled EMA samples cover 25/25 modes with
-high_quality_fraction 0.973, sliced_w2 0.29 and drs_acceptance 0.53 (W/eval/step_20000.json,
-seed 0; without rejection sampling: 25/25, hq 0.947, sliced_w2 0.19; two 2,500-point draws of
-the data are 0.23 apart). Over training (eval_every 5,000): 18/25 (hq 0.51) at step 5,000,
-25/25 from 10,000 on (hq 0.929, 0.968, 0.973). PacGAN's best published numbers on this
-benchmark: 24.8 modes, hq 0.936. Seeds 1 and 2: 25/25, hq 0.959 and 0.981.
+Expected on a 2-core CPU: 185 s wall (20,000 steps); rejection-sampled EMA samples cover 25/25 modes
+with high_quality_fraction 0.973, sliced_w2 0.29 and drs_acceptance 0.53 (W/eval/step_20000.json,
+seed 0; without rejection sampling: 25/25, hq 0.947, sliced_w2 0.19; two 2,500-point draws of the
+data are 0.23 apart). Over training (eval_every 5,000): 18/25 (hq 0.51) at step 5,000, 25/25 from
+10,000 on (hq 0.929, 0.968, 0.973). PacGAN's best published numbers on this benchmark: 24.8 modes,
+hq 0.936. Seeds 1 and 2: 25/25, hq 0.959 and 0.981.
 Smoke variant (seconds, used by the tests): --config=experiments/gan_grid25.py:smoke
 """
 

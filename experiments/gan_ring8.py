@@ -9,11 +9,10 @@ settle on the modes.
 
 Command:
   python -m gen.main --config=experiments/gan_ring8.py --workdir=runs/gan_ring8
-Expected on a 2-core CPU: 58 s wall (20,000 steps at a median 450 steps/s, on a machine with
-other jobs running, load ~5); EMA samples cover 8/8 modes with high_quality_fraction 0.983 and
-sliced_w2 0.20 (W/eval/step_20000.json, seed 0; two draws of the data are ~0.11 apart). Over
-training (eval_every 5,000): 6/8 modes (hq 0.30) at step 5,000, 8/8 (hq 0.972) from 10,000 on.
-Seeds 1-3 also cover 8/8, hq 0.977, 0.970, 0.963.
+Expected on a 2-core CPU: 58 s wall (20,000 steps); EMA samples cover 8/8 modes with
+high_quality_fraction 0.983 and sliced_w2 0.20 (W/eval/step_20000.json, seed 0; two draws of the
+data are ~0.11 apart). Over training (eval_every 5,000): 6/8 modes (hq 0.30) at step 5,000, 8/8 (hq
+0.972) from 10,000 on. Seeds 1-3 also cover 8/8, hq 0.977, 0.970, 0.963.
 Smoke variant (seconds, used by the tests): --config=experiments/gan_ring8.py:smoke
 """
 

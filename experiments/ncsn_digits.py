@@ -3,10 +3,9 @@ Langevin dynamics (Song & Ermon 2019; the NCSNv2 techniques of Song & Ermon 2020
 
 Command:
   python -m gen.main --config=experiments/ncsn_digits.py --workdir=runs/ncsn_digits
-Expected on a 2-core CPU: 1,357 s wall (22.6 min incl. compile and the 501-NFE sampling) at
-  ~5 steps/s, the 2 cores shared with other jobs (load ~8; an idle machine is faster);
-  sliced_w2 0.078 (seed 0). The samples at step 6000 are mostly recognisable digits (0, 3, 5, 6,
-  7, 9 clearest), a few grainy or malformed strokes; step 3000's are noisier.
+Expected on a 2-core CPU: 1,357 s wall (22.6 min incl. compile and the 501-NFE sampling); sliced_w2
+0.078 (seed 0). The samples at step 6000 are mostly recognisable digits (0, 3, 5, 6, 7, 9 clearest),
+a few grainy or malformed strokes; step 3000's are noisier.
 Smoke variant: --config=experiments/ncsn_digits.py:smoke
 """
 

@@ -2,9 +2,9 @@
 
 Command (prepare the data once with `gen prepare --dataset=cifar10`):
   python -m gen.main --config=experiments/score_sde_vp_cifar10.py --workdir=runs/vp_cifar10
-Expected: Song et al. 2021 report FID 2.55 (DDPM++ cont., VP, PC sampling) after 1.3M steps
-of batch 128. Not run here (no GPU, no CIFAR-10); the tests run one step of this network on
-CPU. Differences from score_sde's DDPM++: gen's U-Net has no FIR resampling or skip rescaling.
+Expected: Song et al. 2021 report FID 2.55 (DDPM++ cont., VP, PC sampling) after 1.3M steps of batch
+128. Not measured on a 2-core CPU; the tests run one step of this network on CPU. Differences from
+score_sde's DDPM++: gen's U-Net has no FIR resampling or skip rescaling.
 Smoke variant: --config=experiments/score_sde_vp_cifar10.py:smoke
 """
 

@@ -2,10 +2,9 @@
 
 Command:
   python -m gen.main --config=experiments/score_sde_vp_swiss_roll.py --workdir=runs/vp_swiss
-Expected on a 2-core CPU: 81 s wall (8,000 steps of batch 512, 1,000 Euler-Maruyama
-sampling steps); EMA samples reach sliced_w2 0.059 against the test split (seed 0, measured
-2026-11-29; 0.077 on 2026-11-23, before the samplers were rewritten; two 2,500-point draws of
-the data itself are 0.052 apart).
+Expected on a 2-core CPU: 81 s wall (8,000 steps of batch 512, 1,000 Euler-Maruyama sampling steps);
+EMA samples reach sliced_w2 0.059 against the test split (seed 0; two 2,500-point draws of the data
+itself are 0.052 apart).
 Smoke variant: --config=experiments/score_sde_vp_swiss_roll.py:smoke
 """
 

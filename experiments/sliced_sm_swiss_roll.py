@@ -3,10 +3,9 @@
 Command:
   python -m gen.main --config=experiments/sliced_sm_swiss_roll.py \
     --workdir=runs/sliced_sm_swiss_roll
-Expected on a 2-core CPU: 72-115 s wall (5,000 steps of batch 512 at ~100-180 steps/s on a
-shared CPU, 4,000 Langevin steps per sample); EMA samples reach sliced_w2 0.056 against the
-test split (W/eval/step_5000.json, seed 0; other draws of 2,500 samples from the same run
-0.06-0.07; two draws of the data itself are 0.052 apart).
+Expected on a 2-core CPU: 72-115 s wall (5,000 steps of batch 512, 4,000 Langevin steps per sample);
+EMA samples reach sliced_w2 0.056 against the test split (W/eval/step_5000.json, seed 0; other draws
+of 2,500 samples from the same run 0.06-0.07; two draws of the data itself are 0.052 apart).
 Smoke variant (seconds, used by the tests): --config=experiments/sliced_sm_swiss_roll.py:smoke
 
 Loss: SSM-VR, one Rademacher projection per example (v^T grad_x s v + 0.5 |s|^2 with
@@ -17,12 +16,7 @@ number of steps is what matters here: the arms are 1.26 apart with little densit
 them, and chains must travel along the roll to spread the mass over it. With 1,000 steps
 (total time 5) the inner turn is over-weighted (sliced_w2 0.15); 4,000 steps (time 20) give
 0.06-0.07; 16,000 steps 0.058 (the energy's chains are stable: E is a real density).
-
-Measured alternatives (seed 0): a score network (model.name='score_mlp', same widths): 65 s,
-sliced_w2 0.080 at 4,000 steps (0.064 on another sample draw) and 0.155 at 1,000 steps; with
-8,000 steps 0.088 (a learned score field need not be conservative, so long chains have no
-density to converge to); from the score_mlp run, a = 1e-2 x 4,000 steps: 0.050, a = 2e-3 x
-5,000 steps: 0.119. Single sample draws vary by about +-0.015.
+Alternatives we measured (a score network instead of the energy): experiments/RESULTS.md.
 """
 
 from experiments import base, ebm_common

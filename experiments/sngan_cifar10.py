@@ -2,9 +2,9 @@
 
 Command (prepare the data once with `gen prepare --dataset=cifar10`):
   python -m gen.main --config=experiments/sngan_cifar10.py --workdir=runs/sngan_cifar10
-Expected: not run here (no GPU, no CIFAR-10); the tests compile and run one step of this pair on
-CPU. Miyato et al. report an Inception score of 7.58 and FID 25.5 for this architecture with the
-hinge loss (table 2).
+Expected: a GPU/TPU run, not measured on a 2-core CPU; the tests compile and run one step of this
+pair on CPU. Miyato et al. report an Inception score of 7.58 and FID 25.5 for this architecture with
+the hinge loss (table 2).
 Smoke variant: --config=experiments/sngan_cifar10.py:smoke
 """
 

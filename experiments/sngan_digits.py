@@ -2,12 +2,11 @@
 
 Command:
   python -m gen.main --config=experiments/sngan_digits.py --workdir=runs/sngan_digits
-Expected on a 2-core CPU: 3.9 min wall (3,000 steps of batch 64 at 14 steps/s, measured while
-other runs shared the cores). sliced_w2 0.101 against the 297 test digits (seed 0; 0.139, 0.098 at
-steps 1,000 and 2,000; training vs test digits: 0.080). W/samples/step_3000.png: varied digits,
-about half clearly recognisable, the rest grainy or ambiguous (a pixel classifier is 77% sure on
-average, 94% on test digits); smooth interpolation strip. DiffAugment ('translation', a one-pixel
-shift at 8x8) made it worse here: 0.117 at 4,000 steps against 0.100 without.
+Expected on a 2-core CPU: 3.9 min wall (3,000 steps of batch 64). sliced_w2 0.101 against the 297
+test digits (seed 0; 0.139, 0.098 at steps 1,000 and 2,000; training vs test digits: 0.080).
+W/samples/step_3000.png: varied digits, about half clearly recognisable, the rest grainy or
+ambiguous (a pixel classifier is 77% sure on average, 94% on test digits); smooth interpolation
+strip. Alternatives we measured (DiffAugment): experiments/RESULTS.md.
 Smoke variant: --config=experiments/sngan_digits.py:smoke
 """
 

@@ -2,13 +2,12 @@
 
 Command:
   python -m gen.main --config=experiments/wgan_gp_digits.py --workdir=runs/wgan_gp_digits
-Expected on a 2-core CPU: 3.7 min wall (3,000 generator steps, each after 5 critic steps on 32
-real digits, at 17 steps/s; 9.5 steps/s while other runs shared the cores). sliced_w2 0.096
-against the 297 test digits (seed 0; 0.179, 0.100 at steps 1,000 and 2,000; training vs test
-digits: 0.080). W/samples/step_3000.png looks like dcgan_digits': varied digits, most
-recognisable, grainy strokes and some ambiguous shapes (a pixel classifier is 76% sure on average,
-94% on test digits). The critic's Wasserstein estimate (logged mean) is 1.04 over the first 250
-steps, 0.65 by step 1,000 and 0.61 at the end.
+Expected on a 2-core CPU: 3.7 min wall (3,000 generator steps, each after 5 critic steps on 32 real
+digits, at 17 steps/s). sliced_w2 0.096 against the 297 test digits (seed 0; 0.179, 0.100 at steps
+1,000 and 2,000; training vs test digits: 0.080). W/samples/step_3000.png looks like dcgan_digits':
+varied digits, most recognisable, grainy strokes and some ambiguous shapes (a pixel classifier is
+76% sure on average, 94% on test digits). The critic's Wasserstein estimate (logged mean) is 1.04
+over the first 250 steps, 0.65 by step 1,000 and 0.61 at the end.
 Smoke variant: --config=experiments/wgan_gp_digits.py:smoke
 """
 

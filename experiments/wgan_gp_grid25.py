@@ -20,13 +20,12 @@ iterations). Changes, to train on a CPU in minutes and why:
 
 Command:
   python -m gen.main --config=experiments/wgan_gp_grid25.py --workdir=runs/wgan_gp_grid25
-Expected on a 2-core CPU: 164 s wall (15,000 generator steps = 75,000 critic steps, at a median
-101 steps/s, on a machine with other jobs running, load ~6); EMA samples cover 25/25 modes with
-high_quality_fraction 0.884 and sliced_w2 0.30 (W/eval/step_15000.json, seed 0; two 2,500-point
-draws of the data are 0.23 apart). Over training (eval_every 3,750): 2/25 (hq 0.08) at step
-3,750, 25/25 from 7,500 on (hq 0.81, 0.88, 0.88); the critic's W1 estimate falls from 1.4 to
-0.03. Seeds 1 and 2: 25/25, hq 0.886 and 0.913. The samples not counted as high quality lie on
-thin lines between neighbouring modes.
+Expected on a 2-core CPU: 164 s wall (15,000 generator steps = 75,000 critic steps); EMA samples
+cover 25/25 modes with high_quality_fraction 0.884 and sliced_w2 0.30 (W/eval/step_15000.json, seed
+0; two 2,500-point draws of the data are 0.23 apart). Over training (eval_every 3,750): 2/25 (hq
+0.08) at step 3,750, 25/25 from 7,500 on (hq 0.81, 0.88, 0.88); the critic's W1 estimate falls from
+1.4 to 0.03. Seeds 1 and 2: 25/25, hq 0.886 and 0.913. The samples not counted as high quality lie
+on thin lines between neighbouring modes.
 Smoke variant (seconds, used by the tests): --config=experiments/wgan_gp_grid25.py:smoke
 """
 
