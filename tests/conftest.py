@@ -7,11 +7,13 @@ GEN_TEST_COMPILATION_CACHE=none turns it off.
 """
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 import jax
 import pytest
@@ -42,19 +44,33 @@ def smoke_config():
   return ddpm_ring8.get_config('smoke')
 
 
-def run_cli(args, timeout=240, env=None, **kwargs):
-  """Runs `python -m gen.main ARGS` from the repo root; returns the CompletedProcess."""
+def run_python(argv, cwd=REPO, env=None, timeout=240, **kwargs):
+  """Runs `python ARGV` (this interpreter) in `cwd` with JAX on the CPU and the session's
+  compilation cache, `env` on top; returns the CompletedProcess (text output captured)."""
   cache = {'JAX_COMPILATION_CACHE_DIR': COMPILATION_CACHE} if COMPILATION_CACHE else {}
   full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **cache, **(env or {})}
   return subprocess.run(
-    [sys.executable, '-m', 'gen.main', *args],
-    cwd=REPO,
+    [sys.executable, *argv],
+    cwd=cwd,
     env=full_env,
     capture_output=True,
     text=True,
     timeout=timeout,
     **kwargs,
   )
+
+
+def run_cli(args, timeout=240, env=None, **kwargs):
+  """Runs `python -m gen.main ARGS` from the repo root; returns the CompletedProcess."""
+  return run_python(['-m', 'gen.main', *args], env=env, timeout=timeout, **kwargs)
+
+
+def script_result(argv, timeout=300) -> Any:
+  """Runs `python ARGV`, which must exit 0 and print a line `RESULT <json>`; returns the JSON."""
+  proc = run_python(argv, timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
+  return json.loads(line[len('RESULT ') :])
 
 
 def load_state(config, workdir, step=None):

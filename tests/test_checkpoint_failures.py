@@ -2,8 +2,6 @@
 nothing saved is lost."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 
 from gen import train
 from gen.utils.writers import read_metrics
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli, run_python
 
 SMOKE = '--config=experiments/ddpm_ring8.py:smoke'
 FILE_SIZE_LIMIT = 12_000  # bytes: config, logs and events fit; a checkpoint's arrays do not
@@ -37,14 +35,7 @@ def test_failed_async_save_stops_the_run_at_once(tmp_path):
     '--config.train.sample_every=5000',
     '--compilation_cache=none',
   ]
-  proc = subprocess.run(
-    [sys.executable, '-c', LIMITED_GEN_MAIN, *args],
-    cwd=REPO,
-    env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'JAX_COMPILATION_CACHE_DIR': ''},
-    capture_output=True,
-    text=True,
-    timeout=240,
-  )
+  proc = run_python(['-c', LIMITED_GEN_MAIN, *args], env={'JAX_COMPILATION_CACHE_DIR': ''})
   assert proc.returncode == 1, proc.stderr[-3000:]
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('error: saving the checkpoint of step 10 failed (File too large'), last

@@ -6,12 +6,10 @@ seconds each starting Python and importing JAX.
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import COMPILATION_CACHE, REPO, run_cli
+from tests.conftest import REPO, run_cli, script_result
 
 SMOKE = '--config=experiments/ddpm_ring8.py:smoke'
 
@@ -76,20 +74,7 @@ def _batch(cases: list[list[str]], tmp_path) -> list[dict]:
   """Runs the command lines in one gen.main process (tests/cli_batch.py, 8 simulated devices)."""
   path = tmp_path / 'cases.json'
   path.write_text(json.dumps(cases))
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  if COMPILATION_CACHE:
-    env['JAX_COMPILATION_CACHE_DIR'] = COMPILATION_CACHE
-  proc = subprocess.run(
-    [sys.executable, os.path.join(REPO, 'tests', 'cli_batch.py'), str(path)],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
-  return json.loads(line[len('RESULT ') :])
+  return script_result([os.path.join(REPO, 'tests', 'cli_batch.py'), str(path)])
 
 
 def _case_args(case: str, root) -> list[str]:

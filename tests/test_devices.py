@@ -1,12 +1,11 @@
 """The same run on 1 device and on 8 simulated CPU devices (a subprocess sets up the 8)."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests.conftest import script_result
 
 pytestmark = pytest.mark.slow  # seconds to minutes each: the full suite only
 
@@ -14,15 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_device_script(mode: str, tmp_path) -> dict:
-  proc = subprocess.run(
-    [sys.executable, os.path.join(HERE, 'multidevice.py'), mode, str(tmp_path)],
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
-  return json.loads(line[len('RESULT ') :])
+  return script_result([os.path.join(HERE, 'multidevice.py'), mode, str(tmp_path)])
 
 
 def test_one_and_eight_devices_agree(tmp_path):

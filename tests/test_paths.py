@@ -1,14 +1,10 @@
 """Relative and `~` paths mean what they mean where the command is typed, from any folder."""
 
 import os
-import subprocess
-import sys
-
-import pytest
 
 from gen.utils import paths
 from launch import local_multiprocess
-from tests.conftest import COMPILATION_CACHE, REPO
+from tests.conftest import REPO, run_python
 
 EXPERIMENT = os.path.join(REPO, 'experiments', 'ddpm_ring8.py')
 
@@ -41,20 +37,9 @@ def test_absolute_args_rewrites_folders_and_the_config_file(tmp_path, monkeypatc
 
 
 def _run(args, cwd, home, module='gen.main'):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'HOME': str(home), 'PYTHONPATH': REPO}
-  if COMPILATION_CACHE:
-    env['JAX_COMPILATION_CACHE_DIR'] = COMPILATION_CACHE
-  return subprocess.run(
-    [sys.executable, '-m', module, *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=240,
-  )
+  return run_python(['-m', module, *args], cwd=cwd, env={'HOME': str(home), 'PYTHONPATH': REPO})
 
 
-@pytest.mark.slow
 def test_relative_and_home_paths_from_another_folder(tmp_path):
   """gen.main, gen report/compare/prepare and a sweep, started outside the repository."""
   cwd, home = tmp_path / 'elsewhere', tmp_path / 'home'

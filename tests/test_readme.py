@@ -12,11 +12,10 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import COMPILATION_CACHE, REPO, read_tensorboard
+from tests.conftest import REPO, read_tensorboard, run_python
 
 README = os.path.join(REPO, 'README.md')
 
@@ -94,19 +93,10 @@ def test_readme_commands_in_a_fresh_copy(tmp_path):
   assert not os.path.isabs(workdir) and not workdir.startswith('~'), workdir
   root = tmp_path / 'gen'
   _copy_repository(str(root))
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TFDS_DATA_DIR': str(tmp_path / 'tfds')}
-  if COMPILATION_CACHE:
-    env['JAX_COMPILATION_CACHE_DIR'] = COMPILATION_CACHE
+  env = {'TFDS_DATA_DIR': str(tmp_path / 'tfds')}
 
   def run(*args, module='gen.main'):
-    proc = subprocess.run(
-      [sys.executable, '-m', module, *args],
-      cwd=root,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=240,
-    )
+    proc = run_python(['-m', module, *args], cwd=root, env=env)
     assert proc.returncode == 0, (args, proc.stderr[-3000:])
     return proc
 
