@@ -21,6 +21,7 @@ that a logistic regression fitted on the training digits assigns to their reques
 """
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -95,10 +96,10 @@ def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> d
     raise ValueError(f'--perturb={perturb!r}; choose from {PERTURBATIONS}')
   config = importlib.import_module(f'experiments.{name}').get_config()
   config.seed = seed
-  config.train.sample_every = config.train.ckpt_every = config.train.num_steps
   for item in overrides:
     key, text = item.split('=', 1)
     _set(config, key, text)
+  config.train.sample_every = config.train.ckpt_every = config.train.num_steps
   mesh = train.make_mesh(jax.devices()[:1])
   init = train.init_state
   if perturb == 'ulp':
@@ -176,6 +177,9 @@ def main(argv=None) -> int:
         if (name, seed, perturb, tuple(args.override)) in done:
           continue
         tag = f'seed{seed}' + ('' if perturb == 'none' else f'-{perturb}')
+        if args.override:  # runs with other overrides get their own workdirs
+          digest = hashlib.sha256('\n'.join(args.override).encode()).hexdigest()[:8]
+          tag += f'-{digest}'
         workdir = os.path.join(out, name, tag)
         metrics = run_one(name, seed, perturb, workdir, args.override)
         row = {

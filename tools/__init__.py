@@ -1,0 +1,1 @@
+"""Command-line tools around gen runs (FID weights conversion, quality over seeds)."""
