@@ -73,7 +73,8 @@ def test_ci_runs_exactly_the_readme_test_command():
   with open(os.path.join(REPO, '.ci', 'run')) as f:
     lines = [line.strip() for line in f]
   assert tests in lines
-  assert '.venv/bin/python -m pytest -q -m "not slow"' in _readme()  # the fast tier, shown
+  fast = '.venv/bin/python -m pytest -q -m "not slow" -n 2 --dist loadfile'
+  assert fast in _readme()  # the fast tier, shown
 
 
 def test_main_command_is_the_documented_experiment():
