@@ -52,7 +52,8 @@ def _report(argv) -> None:
   del argv
   from gen import report
 
-  sys.exit(report.report_main(paths.absolute(flags.FLAGS.workdir)))
+  out = flags.FLAGS.output_dir
+  sys.exit(report.report_main(paths.absolute(flags.FLAGS.workdir), out and paths.absolute(out)))
 
 
 def _compare(argv) -> None:
@@ -85,6 +86,7 @@ def main() -> None:
     app.run(_stats, argv=['gen stats', *rest])
   if command == 'report':
     flags.DEFINE_string('workdir', None, 'Run directory to report on.')
+    flags.DEFINE_string('output_dir', None, 'Write the report here (the run is only read).')
     flags.mark_flag_as_required('workdir')
     app.run(_report, argv=['gen report', *rest])
   if command == 'compare':

@@ -56,3 +56,18 @@ def to_host(tree):
   from jax.experimental import multihost_utils
 
   return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def broadcast_text(text: str, size: int = 1024) -> str:
+  """Process 0's `text` on every process (truncated to `size` bytes); `text` itself in a
+  single-process job."""
+  if jax.process_count() == 1:
+    return text
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  data = np.zeros(size, np.uint8)
+  raw = text.encode()[:size]
+  data[: len(raw)] = np.frombuffer(raw, np.uint8)
+  out = np.asarray(multihost_utils.broadcast_one_to_all(data))
+  return bytes(out[out != 0]).decode(errors='replace')

@@ -9,12 +9,15 @@ against the current directory (`~` expanded), so relative paths work from any fo
 experiment file `.../experiments/NAME.py` may be given from any folder too: the folder above
 `experiments/` goes on the import path (experiment files import `experiments.base`).
 
-In `--mode=eval|sample`, `--config` is optional: `W/config.json` is the run's own config.
+In `--mode=eval|sample`, `--config` is optional: `W/config.json` is the run's own config. These
+modes only read what training writes; with `--output_dir=D` they write to D instead of W (D gets
+`samples/`, `eval/` and `tb/` as W would), so a run on a read-only mount can be evaluated.
 """
 
 import os
 import re
 import sys
+import tempfile
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -32,6 +35,12 @@ flags.DEFINE_string(
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample'], 'What to do.')
 flags.DEFINE_integer('num_samples', 1000, '--mode=sample: how many samples to write.')
 flags.DEFINE_integer('step', None, '--mode=eval|sample: checkpoint step (default: latest).')
+flags.DEFINE_string(
+  'output_dir',
+  None,
+  '--mode=eval|sample: write samples, eval JSON and pictures to this folder (laid out as in the '
+  'workdir) and only read the workdir, e.g. a read-only or shared run.',
+)
 flags.DEFINE_bool('allow_config_change', False, 'Continue a workdir whose config differs.')
 flags.DEFINE_bool(
   'multihost', False, 'Start jax.distributed (every process runs this command; see launch/).'
@@ -56,8 +65,20 @@ def enable_compilation_cache(workdir: str, folder: str) -> None:
     return
   default = os.path.join(os.path.dirname(paths.absolute(workdir)), '.jax_cache')
   folder = paths.absolute(folder or os.environ.get('JAX_COMPILATION_CACHE_DIR') or default)
+  if not _writable_folder(folder):  # a read-only run's parent: cache somewhere writable
+    fallback = os.path.join(tempfile.gettempdir(), f'gen_jax_cache_{os.getuid()}')
+    logging.info('compilation cache %s is not writable; using %s', folder, fallback)
+    folder = fallback
   jax.config.update('jax_compilation_cache_dir', folder)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+def _writable_folder(folder: str) -> bool:
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError:
+    return False
+  return os.access(folder, os.W_OK | os.X_OK)
 
 
 class _QuietLibraries:
@@ -120,32 +141,51 @@ def run(argv) -> int:
     print('error: --workdir is required', file=sys.stderr)
     return 2
   workdir = paths.absolute(FLAGS.workdir)
+  output_dir = paths.absolute(FLAGS.output_dir) if FLAGS.output_dir else None
+  if output_dir and FLAGS.mode == 'train':
+    print(
+      'error: --output_dir is for --mode=eval|sample; training writes its workdir', file=sys.stderr
+    )
+    return 2
   try:
     config = resolve_config(FLAGS.config, workdir, FLAGS.mode)
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  enable_compilation_cache(workdir, FLAGS.compilation_cache)
+  enable_compilation_cache(output_dir or workdir, FLAGS.compilation_cache)
   try:
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, workdir, FLAGS.allow_config_change)
     elif FLAGS.mode == 'eval':
-      train.evaluate(config, workdir, FLAGS.step)
+      train.evaluate(config, workdir, FLAGS.step, output_dir=output_dir)
     else:
-      train.sample(config, workdir, FLAGS.num_samples, FLAGS.step)
+      train.sample(config, workdir, FLAGS.num_samples, FLAGS.step, output_dir=output_dir)
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except FileNotFoundError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  except (train.NonFiniteError, ckpt_lib.CheckpointSaveError) as e:
+  except ckpt_lib.CheckpointSaveError as e:
+    print(f'error: {e}', file=sys.stderr)
+    _exit_now(1)  # orbax's cancelled background writes must not print at shutdown
+  except train.NonFiniteError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   except train.Interrupted as e:
     logging.warning('%s', e)
     return e.code
   return 0
+
+
+def _exit_now(code: int) -> None:
+  """Exits at once, without the interpreter's shutdown, after a failed save: the manager is
+  closed and everything saved is final or left as a `*-tmp` folder that orbax ignores, but
+  tensorstore's cancelled writes would each print a traceback while Python shuts down."""
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
 
 
 def main(argv) -> None:

@@ -165,7 +165,7 @@ def _sample_pictures(workdir: str) -> dict[str, list[tuple[int, str]]]:
     return found
   for name in os.listdir(folder):
     m = _SAMPLE_RE.match(name)
-    if m:
+    if m and m[2] != 'sampled':  # --mode=sample's own pictures are not training's
       found.setdefault(m[2] or '', []).append((int(m[1]), f'samples/{name}'))
   return {kind: sorted(items) for kind, items in found.items()}
 
@@ -513,7 +513,8 @@ def _eval_section(workdir: str, latest: tuple[int, dict] | None, last_step: int 
   return ''.join(out)
 
 
-def _samples_section(workdir: str) -> str:
+def _samples_section(workdir: str, prefix: str = '') -> str:
+  """The pictures of W; `prefix` leads from the page's folder to W (with --output_dir)."""
   out = ['<h2 id="samples">Samples</h2>']
   pictures = _sample_pictures(workdir)
   if not pictures:
@@ -529,7 +530,7 @@ def _samples_section(workdir: str) -> str:
 
   def figure(relpath: str, title: str, caption: str) -> str:
     size = _image_size(os.path.join(workdir, relpath))
-    attrs = f'src="{_src(relpath)}" alt="{_e(title)}"'
+    attrs = f'src="{_src(prefix + relpath)}" alt="{_e(title)}"'
     if size:
       attrs += f' width="{round(size[0] * scale)}" height="{round(size[1] * scale)}"'
     if scale > 1:
@@ -554,25 +555,34 @@ def _samples_section(workdir: str) -> str:
   out.append(f'<div class="gallery">{"".join(figures)}</div>')
   if len(grids) > 1:
     thumbs = ''.join(
-      f'<figure><img src="{_src(p)}" alt="step {s}"><figcaption>step {s}</figcaption></figure>'
+      f'<figure><img src="{_src(prefix + p)}" alt="step {s}">'
+      f'<figcaption>step {s}</figcaption></figure>'
       for s, p in grids[-9:-1]
     )
     out.append(f'<h3>Earlier samples</h3><div class="gallery thumbs">{thumbs}</div>')
   return ''.join(out)
 
 
-def write_report(workdir: str) -> str:
+def write_report(workdir: str, output_dir: str | None = None) -> str:
   """Writes `W/report.html` (its curves under `W/report/`) and returns the page's path.
+
+  With `output_dir=D` the run is only read: the page and its curves go to D, the evaluations
+  of `D/eval/` (from `--mode=eval --output_dir=D`) join W's, and W's pictures are linked.
 
   Raises:
     RunDirError: `workdir` is not a run directory (no readable config.json).
   """
   config = _check_run_dir(workdir)
+  out = output_dir or workdir
   records, bad_lines = _load_metrics(workdir)
-  evals = [(s, v) for s, p in _eval_files(workdir) if (v := _read_eval(p)) is not None]
+  files = dict(_eval_files(workdir))
+  if output_dir:
+    files.update(_eval_files(output_dir))
+  evals = [(s, v) for s, p in sorted(files.items()) if (v := _read_eval(p)) is not None]
   latest = evals[-1] if evals else None
   last_step = max((int(r['step']) for r in records), default=None)
-  figures, notes = _write_curves(workdir, records, evals)
+  os.makedirs(out, exist_ok=True)
+  figures, notes = _write_curves(out, records, evals)
   if figures or notes:
     curves = f'<div class="gallery">{"".join(figures)}</div>{"".join(notes)}'
   else:
@@ -584,12 +594,12 @@ def write_report(workdir: str) -> str:
     f'<title>{_e(name)} – gen report</title><style>{_CSS}</style></head><body>'
     + _header(workdir, config, records, bad_lines)
     + _eval_section(workdir, latest, last_step)
-    + _samples_section(workdir)
+    + _samples_section(workdir, '' if out == workdir else os.path.relpath(workdir, out) + '/')
     + f'<h2 id="curves">Training curves</h2>{curves}'
     + f'<h2>Config</h2><details><summary>config.json</summary><pre>{_e(config_text)}</pre>'
     + '</details></body></html>\n'
   )
-  path = os.path.join(workdir, REPORT_FILE)
+  path = os.path.join(out, REPORT_FILE)
   with open(path + '.tmp', 'w', encoding='utf-8') as f:
     f.write(page)
   os.replace(path + '.tmp', path)
@@ -682,15 +692,17 @@ def format_table(rows: Sequence[dict[str, Any]], fmt: str = 'markdown') -> str:
 # Command-line entry points.
 
 
-def report_main(workdir: str) -> int:
-  """`gen report W`: writes the page, prints its path; 2 (and one error line) if W is no run."""
+def report_main(workdir: str, output_dir: str | None = None) -> int:
+  """`gen report W [--output_dir=D]`: writes the page, prints its path; 2 (and one error line)
+  if W is no run."""
   try:
-    path = write_report(workdir)
+    path = write_report(workdir, output_dir)
   except RunDirError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except OSError as e:
-    print(f'error: cannot write the report in {workdir}: {e}', file=sys.stderr)
+    hint = '' if output_dir else '; pass --output_dir=D to write it elsewhere'
+    print(f'error: cannot write the report in {output_dir or workdir}: {e}{hint}', file=sys.stderr)
     return 1
   print(path)
   return 0

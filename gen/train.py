@@ -30,6 +30,7 @@ from gen.metrics import evaluation
 from gen.state import TrainState
 from gen.utils import checkpoint as ckpt_lib
 from gen.utils import images
+from gen.utils import lock as lock_lib
 from gen.utils import workdir as workdir_lib
 from gen.utils.writers import MetricWriter
 
@@ -543,11 +544,16 @@ class MetricLog:
 
 
 def prepare_run(
-  config, workdir: str, mode: str, allow_config_change: bool = False, mesh: Mesh | None = None
+  config,
+  workdir: str,
+  mode: str,
+  allow_config_change: bool = False,
+  mesh: Mesh | None = None,
+  output_dir: str | None = None,
 ) -> Setup:
   """Validates everything (config, data, workdir) before anything is compiled or written."""
   setup = build(config, mesh)
-  workdir_lib.check_workdir(workdir, config, mode, allow_config_change)
+  workdir_lib.check_workdir(workdir, config, mode, allow_config_change, output_dir)
   return setup
 
 
@@ -586,19 +592,20 @@ def train_and_evaluate(
     The final TrainState.
   """
   setup = prepare_run(config, workdir, 'train', allow_config_change, mesh)
-  if jax.process_index() == 0:
-    workdir_lib.write_config(workdir, config)
-  t = config.train
-  manager = ckpt_lib.make_manager(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
-  writer = MetricWriter(workdir)
-  saver = ckpt_lib.Saver(manager)
-  try:
-    state = _train(setup, workdir, saver, writer)
-    saver.finish()
-    return state
-  finally:
-    _close_quietly(manager)
-    writer.close()
+  with lock_lib.acquire_for_job(workdir):  # before writing or compiling anything
+    if jax.process_index() == 0:
+      workdir_lib.write_config(workdir, config)
+    t = config.train
+    manager = ckpt_lib.make_manager(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
+    writer = MetricWriter(workdir)
+    saver = ckpt_lib.Saver(manager)
+    try:
+      state = _train(setup, workdir, saver, writer)
+      saver.finish()
+      return state
+    finally:
+      _close_quietly(manager)
+      writer.close()
 
 
 def _close_quietly(manager) -> None:
@@ -672,6 +679,11 @@ def _train(setup: Setup, workdir: str, saver, writer: MetricWriter) -> TrainStat
   if data_state:
     data_lib.restore_iterator(data_iter, data_state)
   start = int(state.step)
+  moved = writer.start_at(start)  # a resume continues the log; it does not repeat steps
+  if moved:
+    logging.info(
+      'resuming at step %d: moved %d later log lines to metrics.superseded.jsonl', start, moved
+    )
   eval_fn = make_sample_fn(setup, config.eval.num_samples)  # (each compiles on first use)
   proxy_fn = make_sample_fn(setup, proxy_num_samples(config))
   hooks = _Hooks(
@@ -732,6 +744,7 @@ def _loop_with_rollback(setup: Setup, state, data_iter, saver, hooks, rollbacks:
         data_lib.restore_iterator(data_iter, data_state)
       rollbacks += 1
       step_fn = getattr(e, 'step_fn', None)
+      hooks.writer.start_at(int(state.step))  # the abandoned steps leave the log
       logging.warning(
         '%s: rolled back to step %d with a new key (rollback %d of at most %d)',
         e,
@@ -795,8 +808,8 @@ def _loop(
   return state
 
 
-def _restore_for_reading(config, workdir: str, mode: str, step: int | None):
-  setup = prepare_run(config, workdir, mode)
+def _restore_for_reading(config, workdir: str, mode: str, step: int | None, output_dir=None):
+  setup = prepare_run(config, workdir, mode, output_dir=output_dir)
   manager = ckpt_lib.make_manager(
     os.path.join(workdir, 'checkpoints'), config.train.max_to_keep, read_only=True
   )
@@ -809,36 +822,45 @@ def _restore_for_reading(config, workdir: str, mode: str, step: int | None):
   return setup, state
 
 
-def evaluate(config, workdir: str, step: int | None = None) -> dict[str, float]:
-  """`--mode=eval`: metrics of the latest (or `step`'s) checkpoint -> `W/eval/step_N.json`."""
-  setup, state = _restore_for_reading(config, workdir, 'eval', step)
+def evaluate(
+  config, workdir: str, step: int | None = None, output_dir: str | None = None
+) -> dict[str, float]:
+  """`--mode=eval`: metrics of the latest (or `step`'s) checkpoint -> `W/eval/step_N.json`
+  (with `output_dir`, `D/eval/step_N.json`; the workdir is only read)."""
+  setup, state = _restore_for_reading(config, workdir, 'eval', step, output_dir)
+  out = output_dir or workdir
   step = int(state.step)
-  values = compute_metrics(setup, state, step, workdir=workdir)
-  path = write_eval(workdir, step, values)
-  writer = MetricWriter(workdir, jsonl=False)  # TensorBoard only: metrics.jsonl is training's
+  values = compute_metrics(setup, state, step, workdir=out)
+  path = write_eval(out, step, values)
+  writer = MetricWriter(out, jsonl=False)  # TensorBoard only: metrics.jsonl is training's
   writer.write(step, eval_scalars(values))
   writer.close()
   logging.info('eval at step %d: %s (written to %s)', step, values, path)
   return values
 
 
-def sample(config, workdir: str, num: int, step: int | None = None) -> str:
-  """`--mode=sample`: `num` samples from the EMA parameters -> `W/samples/step_N.npz` + picture."""
+def sample(
+  config, workdir: str, num: int, step: int | None = None, output_dir: str | None = None
+) -> str:
+  """`--mode=sample`: `num` samples from the EMA parameters -> `W/samples/step_N.npz` and its
+  own pictures `step_N_sampled*.png` (never over training's `step_N.png`); with `output_dir`
+  they go to `D/samples/` and the workdir is only read."""
   if num < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num}')
-  setup, state = _restore_for_reading(config, workdir, 'sample', step)
+  setup, state = _restore_for_reading(config, workdir, 'sample', step, output_dir)
   step = int(state.step)
   rng = jax.random.fold_in(jax.random.key(config.seed + 3), step)
   out = make_sample_fn(setup, num)(state, rng)
-  path = os.path.join(workdir, 'samples', f'step_{step}.npz')
+  path = os.path.join(output_dir or workdir, 'samples', f'step_{step}.npz')
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     arrays = {k: np.asarray(v) for k, v in out.items()}
     with open(path + '.tmp', 'wb') as f:
       np.savez(f, **arrays)
     os.replace(path + '.tmp', path)
-    picture = path[: -len('.npz')] + '.png'
+    picture = path[: -len('.npz')] + '_sampled.png'
     save_picture(setup, picture, arrays['samples'], f'step {step}', 'labels' in arrays)
-  save_strip_pictures(setup, state, path[: -len('.npz')], jax.random.fold_in(rng, 1))
+  stem = path[: -len('.npz')] + '_sampled'
+  save_strip_pictures(setup, state, stem, jax.random.fold_in(rng, 1))
   logging.info('wrote %d samples of step %d to %s', num, step, path)
   return path

@@ -50,6 +50,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # `python launch/sweep.py` as well as `python -m launch.sweep`
   sys.path.insert(0, REPO)
 
+from gen.utils import lock as lock_lib  # noqa: E402
 from gen.utils import paths  # noqa: E402
 
 SUMMARY_FILE = 'summary.md'
@@ -489,7 +490,12 @@ def prepare(args: argparse.Namespace, extra: Sequence[str]) -> tuple[str, list[R
   extra = paths.absolute_args(check_extra(config, extra, {p for o in overrides_list for p in o}))
   config_for_runs = path + ''.join(f':{a}' for a in config_args)
   root = paths.absolute(args.workdir_root)
-  return root, plan(config_for_runs, overrides_list, root, extra)
+  runs = plan(config_for_runs, overrides_list, root, extra)
+  held = [line for run in runs if (line := lock_lib.holder(run.workdir))]
+  if held:  # a sweep started twice: refuse before starting anything (each run would refuse)
+    more = f' (and {len(held) - 1} more run(s) of this sweep)' if len(held) > 1 else ''
+    raise SweepError(held[0] + more)
+  return root, runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,7 +65,7 @@ def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
     assert int(f['nfe']) >= 1
   images = data_lib.get_spec(config.data.name).kind == 'images'
   strip = '_interpolation.png' if config.objective.name == 'gan' else '_trajectory.png'
-  assert os.path.exists(path[: -len('.npz')] + strip) == images
+  assert os.path.exists(path[: -len('.npz')] + '_sampled' + strip) == images
   # The eval JSON records how this objective sampled (not the diffusion sampler's config).
   eval_path = os.path.join(wd, 'eval', f'step_{config.train.num_steps}.json')
   if os.path.exists(eval_path):

@@ -113,7 +113,8 @@ def test_readme_commands_in_a_fresh_copy(tmp_path):
   for entry, images_only in run_directory_entries():
     if images_only:
       continue  # ring8 is 2-D data (tests/test_evaluation.py covers the image pictures)
-    step = 20 if entry.endswith('.npz') else final  # --mode=sample ran on step 20
+    sampled = entry.endswith('.npz') or '_sampled' in entry
+    step = 20 if sampled else final  # --mode=sample ran on step 20
     path = w / entry[len('W/') :].replace('N', str(step))
     assert path.exists(), entry
   checkpoints = sorted(os.listdir(w / 'checkpoints'))

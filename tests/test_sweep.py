@@ -171,3 +171,19 @@ def test_sweep_of_two_smoke_runs(tmp_path):
   assert r.returncode == 1
   assert 'process_nope: exit 2 (FAILED' in r.stdout and "objective.process='nope'" in r.stdout
   assert 'no run succeeded' in r.stdout and not (root / 'F' / 'summary.md').exists()
+
+
+def test_a_sweep_started_twice_is_refused_before_it_starts(tmp_path, capsys):
+  """A run of the sweep whose workdir a live job trains: one line naming the holder, exit 2,
+  and nothing is started (the runs' own gen.main would refuse each one as well)."""
+  from gen.utils import lock as lock_lib
+
+  root = tmp_path / 'sweep'
+  args = ['--config=experiments/ddpm_ring8.py:smoke', f'--workdir_root={root}', '--dry_run']
+  assert sweep.main(args) == 0
+  first = capsys.readouterr().out.splitlines()[0]
+  held = next(a.split('=', 1)[1] for a in first.split() if a.startswith('--workdir='))
+  with lock_lib.WorkdirLock(held):
+    assert sweep.main(args) == 2
+  line = capsys.readouterr().err.strip()
+  assert line.startswith(f'error: --workdir={held} is being trained by pid') and '\n' not in line

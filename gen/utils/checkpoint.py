@@ -3,15 +3,19 @@
 Each step directory has two items: `state` (the TrainState, restored onto the current mesh, so a
 checkpoint saved on 8 devices restores on 1) and `data` (the grain iterator state, as JSON).
 
-Saves are asynchronous; `Saver` notices a save that failed in orbax's background thread (a full
-disk, an unwritable folder) after the next training step and stops the run with one line
-(`CheckpointSaveError`), keeping every earlier checkpoint. A finalised step that cannot be read
-is skipped; in training it is moved aside as `<step>.unreadable` (never deleted), so that the run
+Saves are asynchronous. Before each one, `Saver` checks that the checkpoint folder has room for
+it (the size of the last checkpoint, or of the state before the first) and stops before writing
+if not. It notices a save that failed anyway in orbax's background thread (a full disk, an
+unwritable folder) after the next training step. Either way the run stops with one line
+(`CheckpointSaveError`): what failed, the free space, and the last good checkpoint, from which a
+resume goes on; every earlier checkpoint stays readable. A finalised step that cannot be read is
+skipped; in training it is moved aside as `<step>.unreadable` (never deleted), so that the run
 can save that step again.
 """
 
 import os
 import re
+import shutil
 from typing import Any
 
 import jax
@@ -62,17 +66,50 @@ class Saver:
     self.manager = manager
     self.pending: int | None = None  # the step of a save that has not been confirmed yet
 
-  def _failed(self, step: int, e: BaseException) -> CheckpointSaveError:
+  def _kept(self, step: int) -> str:
+    """Free space and the last good checkpoint, for the one-line error."""
     kept = sorted(s for s in self.manager.all_steps() if s != step)
     folder = os.fspath(self.manager.directory)
-    where = f'kept in {folder}: steps {kept}' if kept else 'no earlier checkpoint'
-    return CheckpointSaveError(
-      f'saving the checkpoint of step {step} failed ({describe_error(e)}); stopped; {where}'
+    free = f'{_megabytes(free_bytes(folder))} free in {folder}'
+    if not kept:
+      return f'{free}; no earlier checkpoint (a restart begins at step 0)'
+    return (
+      f'{free}; the last good checkpoint is step {kept[-1]} (kept: {kept}); make room and run '
+      'the same command again to resume from it'
     )
 
+  def _failed(self, step: int, e: BaseException) -> CheckpointSaveError:
+    return CheckpointSaveError(
+      f'saving the checkpoint of step {step} failed ({describe_error(e)}); stopped; '
+      f'{self._kept(step)}'
+    )
+
+  def check_space(self, step: int, state: Any) -> None:
+    """Raises CheckpointSaveError, before writing, if the checkpoint of `step` cannot fit:
+    it needs about the size of the last saved step (the state's bytes before the first)."""
+    folder = os.fspath(self.manager.directory)
+    need = self.bytes_needed(state)
+    free = free_bytes(folder)
+    if free < need:
+      raise CheckpointSaveError(
+        f'not enough disk space for the checkpoint of step {step} (it needs about '
+        f'{_megabytes(need)}); stopped before writing it; {self._kept(step)}'
+      )
+
+  def bytes_needed(self, state: Any) -> int:
+    """The room a new checkpoint needs: the last one's size (the state's bytes before the
+    first), plus 10% and 1 MB for metadata."""
+    need = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, 'nbytes'))
+    steps = self.manager.all_steps()
+    if steps:
+      last = os.path.join(os.fspath(self.manager.directory), str(max(steps)))
+      need = max(need, folder_bytes(last))
+    return int(need * 1.1) + (1 << 20)
+
   def save(self, step: int, state: Any, data_state: Any) -> None:
-    """Starts the save of `step` (after confirming the previous one)."""
+    """Starts the save of `step` (after confirming the previous one and checking for room)."""
     self.finish()
+    self.check_space(step, state)
     try:
       save(self.manager, step, state, data_state, force=True)
     except Exception as e:  # noqa: BLE001 - any failure to start a save stops the run
@@ -93,6 +130,29 @@ class Saver:
       self.manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001
       raise self._failed(step, e) from None
+
+
+def free_bytes(folder: str) -> int:
+  """Free bytes on the filesystem of `folder` (or of its nearest existing parent)."""
+  while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+    folder = os.path.dirname(folder)
+  return shutil.disk_usage(folder).free
+
+
+def folder_bytes(folder: str) -> int:
+  """Bytes of the files under `folder`."""
+  total = 0
+  for root, _, files in os.walk(folder):
+    for name in files:
+      try:
+        total += os.path.getsize(os.path.join(root, name))
+      except OSError:
+        pass
+  return total
+
+
+def _megabytes(n: int) -> str:
+  return f'{n / 1e6:.1f} MB'
 
 
 def save(

@@ -45,7 +45,11 @@ def config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def check_workdir(
-  workdir: str, config: ml_collections.ConfigDict, mode: str, allow_change: bool = False
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  mode: str,
+  allow_change: bool = False,
+  output_dir: str | None = None,
 ) -> None:
   """Fails, before anything is written, if `workdir` is not writable or holds another run.
 
@@ -54,11 +58,15 @@ def check_workdir(
     config: the resolved config of this invocation.
     mode: 'train', 'eval' or 'sample'.
     allow_change: accept a differing saved config (--allow_config_change).
+    output_dir: eval/sample mode's --output_dir: it must be writable, the workdir need not be.
   """
   path = os.path.join(workdir, 'config.json')
   if mode != 'train' and not os.path.exists(path):  # checked first: creates nothing
     raise ConfigError(f'--workdir={workdir} holds no run (no config.json); train first')
-  _check_writable(workdir)
+  if output_dir:
+    _check_writable(output_dir, '--output_dir')
+  else:
+    _check_writable(workdir, hint=mode != 'train')
   if not os.path.exists(path):
     return
   saved = read_config_dict(workdir)  # an unreadable one fails here, and is never overwritten
@@ -74,14 +82,15 @@ def check_workdir(
     )
 
 
-def _check_writable(workdir: str) -> None:
-  """Creates `workdir` if needed and proves a file can be written there (then removes it)."""
+def _check_writable(folder: str, flag: str = '--workdir', hint: bool = False) -> None:
+  """Creates `folder` if needed and proves a file can be written there (then removes it)."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write_test'):
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_test'):
       pass
   except OSError as e:
-    raise ConfigError(f'--workdir={workdir} is not writable: {e.strerror}') from None
+    more = '; pass --output_dir=D to read the run and write the results to D' if hint else ''
+    raise ConfigError(f'{flag}={folder} is not writable: {e.strerror}{more}') from None
 
 
 def read_config_dict(workdir: str) -> dict[str, Any]:
