@@ -5,7 +5,7 @@ Command:
 Expected on a 2-core CPU: ~105 s wall (10,000 steps of batch 512); over seeds 0-4 the EMA samples
 cover 25/25 modes with high_quality_fraction 0.950-0.958 and sliced_w2 0.18-0.28 (seed 0: 0.955,
 0.18; two 2,500-point draws of the data itself are 0.23 apart: the mode-weight noise of 25 modes
-dominates this metric). A seeded test in tests/test_quality_toys.py.
+dominates this metric).
 Smoke variant: --config=experiments/ddpm_grid25.py:smoke
 """
 

@@ -25,8 +25,7 @@ Expected on a 2-core CPU: 164 s wall (15,000 generator steps = 75,000 critic ste
 0.14-0.30 (W/eval/step_15000.json; seed 0: 0.880, 0.30; two 2,500-point draws of the data are 0.23
 apart). During training (eval_every 3,750, 500 samples): 1-5 modes at step 3,750, 25/25 from
 7,500 on in every seed; the critic's W1 estimate falls from 1.2-1.5 to 0.02-0.05. The samples
-not counted as high quality lie on thin lines between neighbouring modes. A seeded test in
-tests/test_quality_toys.py.
+not counted as high quality lie on thin lines between neighbouring modes.
 Smoke variant (seconds, used by the tests): --config=experiments/wgan_gp_grid25.py:smoke
 """
 

@@ -6,7 +6,6 @@ programs, and a cached executable is the one XLA would build again (results are 
 GEN_TEST_COMPILATION_CACHE=none turns it off.
 """
 
-import atexit
 import json
 import os
 import shutil
@@ -26,13 +25,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _session_compilation_cache() -> str | None:
+  """One cache folder per test session: the first process (pytest itself, or pytest-xdist's
+  controller) makes it and removes it at the end; xdist's workers inherit its name."""
   if os.environ.get('GEN_TEST_COMPILATION_CACHE') == 'none':
     return None
-  folder = tempfile.mkdtemp(prefix='gen_test_jax_cache_')
-  atexit.register(shutil.rmtree, folder, ignore_errors=True)
+  folder = os.environ.get('GEN_TEST_SESSION_CACHE')
+  if not folder or 'PYTEST_XDIST_WORKER' not in os.environ:
+    folder = tempfile.mkdtemp(prefix='gen_test_jax_cache_')
+    os.environ['GEN_TEST_SESSION_CACHE'] = folder  # for the workers this process starts
   jax.config.update('jax_compilation_cache_dir', folder)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
   return folder
+
+
+def pytest_sessionfinish(session):
+  if COMPILATION_CACHE and 'PYTEST_XDIST_WORKER' not in os.environ:  # the folder's maker
+    shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
 COMPILATION_CACHE = _session_compilation_cache()
