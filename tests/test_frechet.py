@@ -142,3 +142,39 @@ def test_dimension_mismatch_raises():
   b = GaussianStats(np.zeros(4), np.eye(4), 10)
   with pytest.raises(ValueError, match='one D'):
     frechet.frechet_distance(a, b)
+
+
+def _ill_conditioned_features(rng, n, d, low, shift):
+  """n rows whose covariance has eigenvalues log-spaced from `low` to ~1, in a random basis."""
+  basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+  scale = np.sqrt(np.logspace(np.log10(low), 0.0, d))
+  return shift + (rng.standard_normal((n, d)) * scale) @ basis.T
+
+
+def _fd_from_qr(xa, xb):
+  """A float64 reference that never forms a covariance or S_a S_b: with A, B the centred rows
+  over sqrt(n - 1), S_a = A^T A and tr((S_a S_b)^{1/2}) = ||A B^T||_* = ||R_a R_b^T||_* for the
+  QR factors A = Q_a R_a, B = Q_b R_b (Q's columns orthonormal)."""
+  a = (xa - xa.mean(0)) / np.sqrt(len(xa) - 1)
+  b = (xb - xb.mean(0)) / np.sqrt(len(xb) - 1)
+  r_a, r_b = np.linalg.qr(a, mode='r'), np.linalg.qr(b, mode='r')
+  nuclear = np.linalg.svd(r_a @ r_b.T, compute_uv=False).sum()
+  diff = xa.mean(0) - xb.mean(0)
+  return diff @ diff + np.sum(a * a) + np.sum(b * b) - 2.0 * nuclear
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ill_conditioned_2048_d_equals_a_qr_reference():
+  """D = 2048, N = 5000, covariance eigenvalues from `low` to 1 (Inception's pool3 covariances
+  span ~1e-10 to 1): FD equals the QR/SVD reference to 1e-9 relative, and FD(X, X) <= 1e-9. A
+  relative clip of S_a^{1/2} S_b S_a^{1/2}'s eigenvalues (the previous formula) was 3.5e-7 off
+  here, and 1.3e-4 for FD(X, X)."""
+  rng = np.random.default_rng(10)
+  xa = _ill_conditioned_features(rng, 5000, 2048, 1e-10, 0.0)
+  xb = _ill_conditioned_features(rng, 5000, 2048, 1e-10, 0.01)
+  a, b = frechet.fit_gaussian(xa), frechet.fit_gaussian(xb)
+  fd, reference = frechet.frechet_distance(a, b), _fd_from_qr(xa, xb)
+  assert abs(fd - reference) <= 1e-9 * reference, (fd, reference)
+  assert frechet.frechet_distance(a, a) <= 1e-9
+  assert frechet.frechet_distance(b, b) <= 1e-9

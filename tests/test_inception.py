@@ -15,7 +15,7 @@ import pytest
 
 from gen import train
 from gen.errors import ConfigError
-from gen.metrics import inception
+from gen.metrics import inception, sample_quality
 from gen.utils.images import _to_uint8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +86,48 @@ def test_output_shapes_from_init():
   mesh = train.make_mesh(jax.devices()[:1])
   sharded = inception.make_feature_fn(params, mesh=mesh)(images)
   np.testing.assert_allclose(sharded['features'], out['features'], rtol=1e-5, atol=1e-6)
+
+
+def _numpy_inception_score(logits, splits):
+  """IS from probabilities, in float64: exp(mean_x KL(p(y|x) || p(y))) per consecutive split."""
+  logits = np.asarray(logits, np.float64)
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  scores = []
+  for part in np.array_split(p, splits):
+    py = part.mean(0, keepdims=True)
+    scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(py)), 1))))
+  return np.mean(scores)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
+  """Converted random weights with a non-zero fc bias and random batch-norm statistics: gen's IS
+  equals softmax(pool3 . W) (no bias) scored in NumPy, and differs from the biased variant."""
+  rng = np.random.default_rng(0)
+  flat = {
+    k: np.asarray(v)
+    for k, v in inception.flatten_params(inception.init_params(jax.random.key(0))).items()
+  }
+  for k in flat:
+    if k.endswith('bn/mean') or k.endswith('bn/bias'):
+      flat[k] = rng.normal(0.0, 0.1, flat[k].shape).astype(np.float32)
+    elif k.endswith('bn/var') or k.endswith('bn/scale'):
+      flat[k] = rng.uniform(0.5, 2.0, flat[k].shape).astype(np.float32)
+  flat['fc/bias'] = rng.normal(0.0, 1.0, flat['fc/bias'].shape).astype(np.float32)
+  state = _torch_state_dict(inception.unflatten_params(flat))
+  params = _converter().convert_state_dict(state)
+  images = rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+  out = jax.jit(inception.features)(params, images)
+  pool3 = np.asarray(out['features'], np.float64)
+  w, b = state['fc.weight'].astype(np.float64), state['fc.bias'].astype(np.float64)
+  np.testing.assert_allclose(out['logits'], pool3 @ w.T, rtol=1e-5, atol=1e-5)
+  gen_is, _ = sample_quality.inception_score(out['logits'], splits=2)
+  published = _numpy_inception_score(pool3 @ w.T, splits=2)
+  biased = _numpy_inception_score(pool3 @ w.T + b, splits=2)
+  assert abs(gen_is - published) <= 1e-6 * published, (gen_is, published)
+  assert abs(biased - published) > 1e-3 * published, (biased, published)  # the bias matters
 
 
 @pytest.mark.timeout(60)

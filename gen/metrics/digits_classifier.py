@@ -46,6 +46,7 @@ RECIPE = {
 }
 MIN_TEST_ACCURACY = 0.97
 FEATURE_DIM = 128
+IS_LOGITS = "softmax of the digits classifier's 10 logits (with its bias)"
 PREPROCESSING = {'quantise': 'uint8 (round((x + 1) / 2 * 255))', 'resize': 'none (8x8x1)'}
 CACHE_DIR = 'gen_digits_classifier'
 

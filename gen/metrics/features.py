@@ -79,7 +79,7 @@ def _digits_cnn(spec, data_dir: str) -> FeatureNet:
     preprocessing=dc.PREPROCESSING,
     fn=lambda x: dc.apply(params, x),
     has_logits=True,
-    info={'test_accuracy': info['test_accuracy']},
+    info={'test_accuracy': info['test_accuracy'], 'inception_score_logits': dc.IS_LOGITS},
   )
 
 
@@ -96,6 +96,7 @@ def _inception(spec, data_dir: str) -> FeatureNet:
     preprocessing=inception.PREPROCESSING,
     fn=lambda x: inception.features(params, x),
     has_logits=True,
+    info={'inception_score_logits': inception.IS_LOGITS},
   )
 
 

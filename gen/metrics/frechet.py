@@ -117,29 +117,35 @@ class StatsAccumulator:
     return GaussianStats(self._shift + m, _symmetric(cov), self.n)
 
 
-def _clip_eigvals(lam: np.ndarray) -> np.ndarray:
-  """Zeroes eigenvalues of a PSD matrix that are below its numerical resolution.
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+  """The symmetric square root of a PSD matrix, its round-off eigenvalues zeroed.
 
   Round-off leaves eigenvalues of size ~ D * eps * max|lam| (some negative) where the exact
   ones are 0 (a singular covariance, D > N); their square roots, ~1e-8 * sqrt(max) each, would
-  otherwise add up over many of them.
+  otherwise add up over many of them. Real eigenvalues above that resolution are kept, however
+  small: they are what makes the distance exact on ill-conditioned covariances.
   """
+  lam, u = np.linalg.eigh(_symmetric(s))
   tol = lam.shape[0] * np.finfo(np.float64).eps * float(np.max(np.abs(lam)))
-  return np.where(lam > tol, lam, 0.0)
+  return (u * np.sqrt(np.where(lam > tol, lam, 0.0))) @ u.T
 
 
 def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
   """Frechet distance FD^2 between N(mu_a, S_a) and N(mu_b, S_b) (FID on Inception features).
 
   FD^2 = ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^{1/2})
-  (Dowson & Landau, 1982; Heusel et al., 2017). The trace term is computed without complex
-  numbers or a non-symmetric matrix square root: with S_a = U L U^T (symmetric eigh) and
-  S_a^{1/2} = U L^{1/2} U^T, the matrix R = S_a^{1/2} S_b S_a^{1/2} is symmetric PSD and has the
-  eigenvalues of S_a S_b (AB and BA share their non-zero eigenvalues), so
-  tr((S_a S_b)^{1/2}) = sum_i sqrt(max(lambda_i(R), 0)). This is exact also for singular
-  covariances (D > N), where `scipy.linalg.sqrtm(S_a @ S_b)` (pytorch-fid) returns complex
-  values and needs an epsilon on the diagonal. Float64 on the host throughout; round-off below
-  zero (e.g. FD(X, X)) is clipped to 0.
+  (Dowson & Landau, 1982; Heusel et al., 2017). The trace term is the nuclear norm (sum of
+  singular values) of S_a^{1/2} S_b^{1/2}: with M = S_a^{1/2} S_b^{1/2}, M M^T =
+  S_a^{1/2} S_b S_a^{1/2} has the eigenvalues of S_a S_b, so the singular values of M are the
+  square roots of those eigenvalues, without complex numbers or a non-symmetric matrix square
+  root. The singular values come out with an absolute error ~ eps ||M||, so even the smallest
+  (e.g. 1e-10 on covariances whose eigenvalues span 1e-10 to 1) are exact to that error;
+  square roots of the eigenvalues of S_a^{1/2} S_b S_a^{1/2}, ~1e-20 there, would carry errors
+  ~1e-8 each. Each square root zeroes only its own round-off eigenvalues (`_psd_sqrt`), which
+  keeps the distance exact also for singular covariances (D > N), where
+  `scipy.linalg.sqrtm(S_a @ S_b)` (pytorch-fid) returns complex values and needs an epsilon on
+  the diagonal. Float64 on the host throughout; FD(X, X) is 0 to round-off, and round-off below
+  zero is clipped to 0.
 
   Args:
     a: statistics of the first set (e.g. generated samples).
@@ -159,10 +165,7 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
       f'Statistics must have mean [D] and cov [D, D] of one D; got means {mu_a.shape}, '
       f'{mu_b.shape} and covariances {s_a.shape}, {s_b.shape}.'
     )
-  lam, u = np.linalg.eigh(_symmetric(s_a))
-  sqrt_a = (u * np.sqrt(_clip_eigvals(lam))) @ u.T
-  r = _symmetric(sqrt_a @ _symmetric(s_b) @ sqrt_a)
-  tr_sqrt = float(np.sum(np.sqrt(_clip_eigvals(np.linalg.eigvalsh(r)))))
+  tr_sqrt = float(np.sum(np.linalg.svd(_psd_sqrt(s_a) @ _psd_sqrt(s_b), compute_uv=False)))
   diff = mu_a - mu_b
   fd = float(diff @ diff + np.trace(s_a) + np.trace(s_b) - 2.0 * tr_sqrt)
   return max(fd, 0.0)

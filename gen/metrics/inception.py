@@ -29,8 +29,8 @@ collection: the network is never trained, so one `params` tree describes it comp
 
 Input: 299x299x3 NHWC images in [-1, 1] (`preprocess` makes them from gen's images). Output:
 `pool3`, the spatial mean of Mixed_7c's 8x8x2048 map (the graph's `pool_3`, FID's features),
-and `logits`, the graph's 1008-way fully connected layer applied to it (softmax gives IS's class
-probabilities).
+and `logits`, the graph's 1008-way fully connected layer applied to it. The Inception Score
+takes softmax(pool3 . W) without the layer's bias, as published (see `features`).
 
 Weights are never downloaded. `tools/convert_fid_inception.py` converts pytorch-fid's file
 `pt_inception-2015-12-05-6726825d.pth` into a flat `.npz` (see `load_params` for the naming),
@@ -87,6 +87,7 @@ __all__ = [
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
+IS_LOGITS = 'softmax(pool3 . W): the fc kernel without its bias, all 1008 classes (OpenAI, 2016)'
 BN_EPSILON = 1e-3
 
 WEIGHTS_ENV = 'GEN_INCEPTION_WEIGHTS'
@@ -398,12 +399,18 @@ def preprocess(images: Any) -> jax.Array:
 
 def features(params: Any, images: Any, precision: Any = jax.lax.Precision.HIGHEST) -> dict:
   """Pure function: gen images [N, H, W, C] in [-1, 1] -> {'features': [N, 2048],
-  'logits': [N, 1008]} (float32), through `preprocess` and `InceptionV3`."""
+  'logits': [N, 1008]} (float32), through `preprocess` and `InceptionV3`.
+
+  'features' is pool3 (FID's features). 'logits' is what the published Inception Score takes:
+  pool3 . W with the classifier's kernel W and *without* its bias, over all 1008 outputs, as in
+  OpenAI's original `inception_score` code (softmax(matmul(pool3, w))) and torch-fidelity's
+  default `logits_unbiased`. The network's own `logits` output (with the bias, as pytorch-fid's
+  fc layer) differs from these whenever the bias is not zero, and so would its IS.
+  """
   out = InceptionV3(precision=precision).apply({'params': params}, preprocess(images))
-  return {
-    'features': out['pool3'].astype(jnp.float32),
-    'logits': out['logits'].astype(jnp.float32),
-  }
+  pool3 = out['pool3'].astype(jnp.float32)
+  kernel = jnp.asarray(params['fc']['kernel'], jnp.float32)
+  return {'features': pool3, 'logits': jnp.dot(pool3, kernel, precision=precision)}
 
 
 def make_feature_fn(

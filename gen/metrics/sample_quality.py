@@ -45,8 +45,8 @@ def inception_score(logits: Any, splits: int = 10) -> tuple[float, float]:
   spread uniformly over the K classes.
 
   Args:
-    logits: [N, K] unnormalised class scores (the Inception network's are 1008-way, of which
-      TTUR keeps the first 1000 after softmax; pass the columns you mean to score).
+    logits: [N, K] unnormalised class scores: for the published IS, Inception's pool3 . W
+      without the fc bias over all 1008 classes (`inception.features`' 'logits').
     splits: number of chunks (1 <= splits <= N).
 
   Returns:
