@@ -89,22 +89,24 @@ def test_output_shapes_from_init():
 
 
 def _numpy_inception_score(logits, splits):
-  """IS from probabilities, in float64: exp(mean_x KL(p(y|x) || p(y))) per consecutive split."""
+  """IS from probabilities in float64, written independently of gen's: exp(mean_x KL(p(y|x) ||
+  p(y))) per consecutive split, with log p(y|x) as a log-softmax (no log of an underflowed p)."""
   logits = np.asarray(logits, np.float64)
-  p = np.exp(logits - logits.max(1, keepdims=True))
-  p /= p.sum(1, keepdims=True)
+  z = logits - logits.max(1, keepdims=True)
+  logp = z - np.log(np.exp(z).sum(1, keepdims=True))
   scores = []
-  for part in np.array_split(p, splits):
-    py = part.mean(0, keepdims=True)
-    scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(py)), 1))))
+  for part in np.array_split(logp, splits):
+    py = np.exp(part).mean(0, keepdims=True)
+    scores.append(np.exp(np.mean(np.sum(np.exp(part) * (part - np.log(py)), 1))))
   return np.mean(scores)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
-  """Converted random weights with a non-zero fc bias and random batch-norm statistics: gen's IS
-  equals softmax(pool3 . W) (no bias) scored in NumPy, and differs from the biased variant."""
+  """Converted random weights with a non-zero fc bias and random batch-norm statistics: gen's
+  'logits' are pool3 . W (no bias), its IS of them equals a NumPy IS, and the biased variant
+  scores differently."""
   rng = np.random.default_rng(0)
   flat = {
     k: np.asarray(v)
@@ -115,19 +117,33 @@ def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
       flat[k] = rng.normal(0.0, 0.1, flat[k].shape).astype(np.float32)
     elif k.endswith('bn/var') or k.endswith('bn/scale'):
       flat[k] = rng.uniform(0.5, 2.0, flat[k].shape).astype(np.float32)
-  flat['fc/bias'] = rng.normal(0.0, 1.0, flat['fc/bias'].shape).astype(np.float32)
-  state = _torch_state_dict(inception.unflatten_params(flat))
-  params = _converter().convert_state_dict(state)
+  flat['fc/bias'] = rng.normal(0.0, 3.0, flat['fc/bias'].shape).astype(np.float32)
   images = rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
-  out = jax.jit(inception.features)(params, images)
+  features = jax.jit(inception.features)
+  # pool3 does not depend on fc. Random images share most of their pool3 (its mean m): take W
+  # orthogonal to m and scaled so that the logits vary by O(3) between images, where softmax
+  # is neither one-hot nor uniform and the bias visibly moves the score.
+  state = _torch_state_dict(inception.unflatten_params(flat))
+  pool3 = np.asarray(features(_converter().convert_state_dict(state), images)['features'])
+  pool3 = pool3.astype(np.float64)
+  m = pool3.mean(0)
+  w = rng.normal(0.0, 1.0, state['fc.weight'].shape)
+  w -= np.outer(w @ m, m) / (m @ m)
+  w *= 3.0 / (pool3 @ w.T).std()
+  state['fc.weight'] = w.astype(np.float32)
+  out = features(_converter().convert_state_dict(state), images)
   pool3 = np.asarray(out['features'], np.float64)
   w, b = state['fc.weight'].astype(np.float64), state['fc.bias'].astype(np.float64)
-  np.testing.assert_allclose(out['logits'], pool3 @ w.T, rtol=1e-5, atol=1e-5)
+  unbiased = pool3 @ w.T
+  # float32 accumulation: the error scales with sum_i |pool3_i W_ki|, not with the logit.
+  scale = (np.abs(pool3) @ np.abs(w).T).max()
+  np.testing.assert_allclose(out['logits'], unbiased, rtol=0, atol=1e-5 * scale)
   gen_is, _ = sample_quality.inception_score(out['logits'], splits=2)
-  published = _numpy_inception_score(pool3 @ w.T, splits=2)
-  biased = _numpy_inception_score(pool3 @ w.T + b, splits=2)
-  assert abs(gen_is - published) <= 1e-6 * published, (gen_is, published)
-  assert abs(biased - published) > 1e-3 * published, (biased, published)  # the bias matters
+  assert abs(gen_is - _numpy_inception_score(out['logits'], 2)) <= 1e-9 * gen_is
+  published = _numpy_inception_score(unbiased, splits=2)
+  biased = _numpy_inception_score(unbiased + b, splits=2)
+  assert abs(gen_is - published) <= 1e-4 * published, (gen_is, published)
+  assert abs(biased - published) > 0.05 * published, (biased, published)  # the bias matters
 
 
 @pytest.mark.timeout(60)
