@@ -1,10 +1,11 @@
 """The `gen` console script: `gen train|eval|sample|prepare|stats|report|compare [flags]`.
 
 `gen train --config=... --workdir=...` is `python -m gen.main --mode=train ...` (likewise eval,
-sample); `gen prepare --dataset=NAME [--data_dir=D]` builds a TFDS dataset once — the only step
-that may download. `gen stats --dataset=NAME --split=S [--features=auto]` stores reference
-statistics with their recipe; `gen report --workdir=W` writes W/report.html; `gen compare W1 W2
-...` prints one table across runs (a sweep's summary).
+sample). `gen prepare --dataset=NAME [--data_dir=D]` builds a TFDS dataset once, and `gen
+prepare --inception [--source=PATH|URL] [--sha256=HEX]` fetches, checks and converts FID's
+Inception weights: the only steps that may download. `gen stats --dataset=NAME --split=S
+[--features=auto]` stores reference statistics with their recipe; `gen report --workdir=W`
+writes W/report.html; `gen compare W1 W2 ...` prints one table across runs (a sweep's summary).
 """
 
 import os
@@ -22,14 +23,31 @@ def _prepare(argv) -> None:
   del argv
   from gen import data
   from gen.errors import ConfigError
+  from gen.metrics import inception_weights
 
-  data_dir = paths.absolute(flags.FLAGS.data_dir or data.default_data_dir())
+  f = flags.FLAGS
+  if not (f.dataset or f.inception):
+    print(
+      'error: gen prepare needs --dataset=NAME (a TFDS dataset) or --inception (the FID '
+      'Inception weights), or both',
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  data_dir = paths.absolute(f.data_dir or data.default_data_dir())
   try:
-    data.prepare(flags.FLAGS.dataset, data_dir)
+    if f.inception:
+      url = '://' in f.source
+      source = f.source if url else paths.absolute(f.source)
+      out, digest = inception_weights.prepare(
+        source, f.out and paths.absolute(f.out), f.sha256, data_dir
+      )
+      print(f'wrote {out} (sha256 {digest}) from {source}')
+    if f.dataset:
+      data.prepare(f.dataset, data_dir)
+      print(f'prepared {f.dataset} in {data_dir}')
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  print(f'prepared {flags.FLAGS.dataset} in {data_dir}')
 
 
 def _stats(argv) -> None:
@@ -72,9 +90,20 @@ def main() -> None:
   # `python -m gen.main` does (gen.main also adds the folder above a --config's experiments/).
   sys.path.insert(0, os.getcwd())
   if command == 'prepare':
+    from gen.metrics import inception
+
     flags.DEFINE_string('dataset', None, 'TFDS dataset name, e.g. mnist, or digits.')
     flags.DEFINE_string('data_dir', '', "TFDS data folder ('' = $TFDS_DATA_DIR or default).")
-    flags.mark_flag_as_required('dataset')
+    flags.DEFINE_bool('inception', False, "Fetch, check and convert FID's Inception weights.")
+    flags.DEFINE_string(
+      'source', inception.PYTORCH_FID_URL, 'With --inception: a .pth path or http(s)/file URL.'
+    )
+    flags.DEFINE_string(
+      'sha256', None, "With --inception: the source's sha256 (or a prefix); default: from its name."
+    )
+    flags.DEFINE_string(
+      'out', None, 'With --inception: the .npz to write (default: where evaluation looks).'
+    )
     app.run(_prepare, argv=['gen prepare', *rest])
   if command == 'stats':
     flags.DEFINE_string('dataset', None, 'Dataset name, e.g. digits or cifar10.')

@@ -5,7 +5,6 @@ suite, by tools/check_inception_against_torch.py (it needs torch).
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 
@@ -15,18 +14,8 @@ import pytest
 
 from gen import train
 from gen.errors import ConfigError
-from gen.metrics import inception, sample_quality
+from gen.metrics import inception, inception_weights, sample_quality
 from gen.utils.images import _to_uint8
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _converter():
-  path = os.path.join(REPO, 'tools', 'convert_fid_inception.py')
-  spec = importlib.util.spec_from_file_location('convert_fid_inception', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _random_params(seed=0):
@@ -124,14 +113,14 @@ def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
   # orthogonal to m and scaled so that the logits vary by O(3) between images, where softmax
   # is neither one-hot nor uniform and the bias visibly moves the score.
   state = _torch_state_dict(inception.unflatten_params(flat))
-  pool3 = np.asarray(features(_converter().convert_state_dict(state), images)['features'])
+  pool3 = np.asarray(features(inception_weights.convert_state_dict(state), images)['features'])
   pool3 = pool3.astype(np.float64)
   m = pool3.mean(0)
   w = rng.normal(0.0, 1.0, state['fc.weight'].shape)
   w -= np.outer(w @ m, m) / (m @ m)
   w *= 3.0 / (pool3 @ w.T).std()
   state['fc.weight'] = w.astype(np.float32)
-  out = features(_converter().convert_state_dict(state), images)
+  out = features(inception_weights.convert_state_dict(state), images)
   pool3 = np.asarray(out['features'], np.float64)
   w, b = state['fc.weight'].astype(np.float64), state['fc.bias'].astype(np.float64)
   unbiased = pool3 @ w.T
@@ -148,7 +137,7 @@ def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_converter_maps_pytorch_fid_names_and_layouts(tmp_path):
-  convert = _converter()
+  convert = inception_weights
   params = _random_params()
   state = _torch_state_dict(params)
   # Anchors from pytorch-fid's file, independent of our own tree.
@@ -194,7 +183,7 @@ def test_save_load_round_trip_and_checksum(tmp_path):
   assert inception.save_params(inception.unflatten_params(changed), b) != sum_a
   # A file of the wrong network is refused with the converter named.
   np.savez(tmp_path / 'bad.npz', **{'fc/kernel': np.zeros((2048, 1000), np.float32)})
-  with pytest.raises(ConfigError, match='convert_fid_inception.py'):
+  with pytest.raises(ConfigError, match='gen prepare --inception'):
     inception.load_params(tmp_path / 'bad.npz')
 
 
@@ -209,7 +198,7 @@ def test_missing_weights_raise_config_error(tmp_path, monkeypatch):
     message = str(info.value)
     assert 'FID is unavailable' in message
     assert expected in message
-    assert 'tools/convert_fid_inception.py' in message
+    assert f'gen prepare --inception --out={expected}' in message
     assert 'pt_inception-2015-12-05-6726825d.pth' in message
   # The environment variable wins over data_dir.
   override = tmp_path / 'elsewhere.npz'

@@ -9,7 +9,8 @@ The script
    U(0.5, 1.5), bias N(0, 0.2), running mean N(0, 0.2), running var U(0.5, 2)), so that a
    mix-up of BN leaves, a wrong epsilon or a missing transpose would show;
 2. saves its state dict with `torch.save` under a torch.hub-style name (hash prefix) and
-   converts it with `tools/convert_fid_inception.py` (the real `.pth` path, hash check too),
+   converts it as `gen prepare --inception --source=FILE` does (`inception_weights.prepare`:
+   copy, hash check, gen's torch-free .pth reader),
    then loads the `.npz` with `gen.metrics.inception.load_params`;
 3. compares pool3 and logits of both networks on the same random 299x299 inputs in [-1, 1]
    (Flax float32 vs torch float32, and both vs torch float64 as the reference);
@@ -73,12 +74,11 @@ from torch import nn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, 'tools'))
 
-import convert_fid_inception  # noqa: E402
 import jax  # noqa: E402
 
-from gen.metrics import inception  # noqa: E402
+from gen.metrics import inception, inception_weights  # noqa: E402
+from gen.utils import pth as gen_pth  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -315,8 +315,20 @@ def main(argv=None) -> int:
     pth = os.path.join(tmp, f'pt_inception-random-{prefix}.pth')
     os.rename(raw, pth)
     npz = os.path.join(tmp, 'fid_inception_v3.npz')
-    convert_fid_inception.main([pth, '--out', npz])
+    inception_weights.prepare(pth, npz)
     params = inception.load_params(npz)
+    # gen's torch-free reader on both of torch.save's layouts: every tensor bit for bit.
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    legacy = os.path.join(tmp, 'legacy.pth')
+    torch.save(model.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    for layout, path in (('zip', pth), ('legacy', legacy)):
+      read = gen_pth.read_state_dict(path)
+      same = sorted(read) == sorted(state) and all(
+        read[k].dtype == state[k].dtype and np.array_equal(read[k], state[k]) for k in state
+      )
+      print(f'torch-free .pth reader, {layout} layout: {len(read)} tensors, identical: {same}')
+      if not same:
+        failures.append(f'pth reader ({layout})')
   n_torch = sum(v.numel() for k, v in model.state_dict().items() if 'num_batches' not in k)
   n_flax = sum(v.size for v in jax.tree.leaves(params))
   print(f'values: torch state dict {n_torch:,}, flax params {n_flax:,}')
@@ -346,8 +358,10 @@ def main(argv=None) -> int:
   for size, channels in ((32, 3), (32, 1), (400, 3)):
     images = rng.uniform(-1.05, 1.05, (args.batch, size, size, channels)).astype(np.float32)
     got = jax.tree.map(np.asarray, feature_fn(images))
-    ref = torch_pipeline(model, images, torch.float64)
-    for name, r in zip(('features', 'logits'), ref, strict=True):
+    pool3, _ = torch_pipeline(model, images, torch.float64)
+    # gen's 'logits' are the Inception Score's: pool3 . W without the fc bias.
+    unbiased = pool3 @ model.fc.weight.detach().double().numpy().T
+    for name, r in (('features', pool3), ('logits', unbiased)):
       e = errors(got[name], r)
       shape = f'{size}x{size}x{channels}'
       print(f'pipeline {shape:9s} {name:8s} vs pytorch-fid recipe (f64): {fmt(e)}')

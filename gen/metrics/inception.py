@@ -32,9 +32,10 @@ Input: 299x299x3 NHWC images in [-1, 1] (`preprocess` makes them from gen's imag
 and `logits`, the graph's 1008-way fully connected layer applied to it. The Inception Score
 takes softmax(pool3 . W) without the layer's bias, as published (see `features`).
 
-Weights are never downloaded. `tools/convert_fid_inception.py` converts pytorch-fid's file
-`pt_inception-2015-12-05-6726825d.pth` into a flat `.npz` (see `load_params` for the naming),
-which `weights_path` finds in `<data_dir>/gen_inception/fid_inception_v3.npz` or at
+Evaluation never downloads anything. `gen prepare --inception` (`inception_weights.prepare`)
+fetches pytorch-fid's file `pt_inception-2015-12-05-6726825d.pth` once, checks its sha256 and
+converts it without torch into a flat `.npz` (see `load_params` for the naming), which
+`weights_path` finds in `<data_dir>/gen_inception/fid_inception_v3.npz` or at
 $GEN_INCEPTION_WEIGHTS.
 
 Convolutions and the classifier run at `jax.lax.Precision.HIGHEST` by default: accelerators'
@@ -97,7 +98,7 @@ PYTORCH_FID_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 PYTORCH_FID_URL = (
   'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + PYTORCH_FID_FILE
 )
-CONVERTER = 'tools/convert_fid_inception.py'
+PREPARE = 'gen prepare --inception'
 
 # How gen's images become the network's input; evaluation records it next to FID numbers.
 PREPROCESSING = {
@@ -477,10 +478,11 @@ def default_weights_path(data_dir: str | os.PathLike | None = None) -> str:
 
 def _missing_weights(path: str) -> ConfigError:
   return ConfigError(
-    f'FID is unavailable: the Inception weights file {path} does not exist (nothing is '
-    f'downloaded). Create it once: download {PYTORCH_FID_URL}, then run '
-    f'`python {CONVERTER} {PYTORCH_FID_FILE} --out {path}` (needs `pip install torch`), '
-    f'or point ${WEIGHTS_ENV} at an existing file.'
+    f'FID is unavailable: the Inception weights file {path} does not exist (evaluation '
+    f'downloads nothing). Create it once with `{PREPARE} --out={path}`, which fetches '
+    f'{PYTORCH_FID_FILE}, checks its sha256 and converts it (no torch needed; '
+    f'`--source=FILE` converts a copy already on this machine), or point ${WEIGHTS_ENV} at an '
+    'existing file.'
   )
 
 
@@ -517,7 +519,7 @@ def check_flat_params(flat: Mapping[str, Any], source: str) -> None:
     raise ConfigError(
       f'{source} does not hold the FID Inception weights: missing [{show(missing)}], '
       f'unexpected [{show(unexpected)}], wrong shapes [{show(wrong)}]; recreate it with '
-      f'{CONVERTER}'
+      f'`{PREPARE}`'
     )
 
 
