@@ -88,6 +88,7 @@ def test_floor_and_noise_bracket_the_digits_metrics(data_dir):
   assert real['sliced_w2'] < noise['sliced_w2']
 
 
+@pytest.mark.slow  # its fixture prepares digits and trains the classifier: ~75 s on 2 cores
 @pytest.mark.timeout(300)
 def test_reference_statistics_record_and_enforce_their_recipe(data_dir):
   spec = data_lib.get_spec('digits', data_dir)
