@@ -26,7 +26,6 @@ fails naming the differences.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -104,14 +103,6 @@ def convert_state_dict(state: Mapping[str, np.ndarray], source: str = 'the state
   return inception.unflatten_params(flat)
 
 
-def sha256_of(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def expected_hash(name: str) -> str | None:
   """torch.hub's convention: `<name>-<first hex digits of the sha256>.pth`; None without one."""
   match = re.search(r'-([0-9a-f]{8,64})\.pth$', os.path.basename(name))
@@ -122,7 +113,7 @@ def check_hash(path: str, prefix: str | None) -> None:
   """Raises WeightsError unless `path`'s sha256 starts with `prefix` (no check for None)."""
   if prefix is None:
     return
-  actual = sha256_of(path)
+  actual = inception.weights_checksum(path)  # the sha256 of any file
   if not actual.startswith(prefix.lower()):
     raise WeightsError(
       f'{path}: sha256 {actual} does not start with {prefix}: the download is corrupt or a '
