@@ -205,7 +205,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.kid_subset_size = 1000  # ... this size (capped at the sample counts)
   c.eval.pr_k = 3  # improved precision/recall neighbours (Kynkaanniemi et al.)
   c.eval.dc_k = 5  # density/coverage neighbours (Naeem et al.)
-  c.eval.fd_bootstrap = 0  # > 0: rounds of a bootstrap 95% interval of FD (fd_low, fd_high)
+  # A 95% basic bootstrap interval of FD (fd_low, fd_high): rounds; -1 (auto): 100 rounds where
+  # the sample count is below 2048, else none; 0: none.
+  c.eval.fd_bootstrap = -1
+  c.eval.fd_infinity = False  # also FD extrapolated to infinite n (Chong & Forsyth 2020)
   # 'bpd' (probability-flow ODE likelihood of test data, continuous processes) settings:
   c.eval.bpd_num = 256  # test examples
   c.eval.num_bins = 0  # levels of discrete data (digits 17, 8-bit images 256); 0: continuous data

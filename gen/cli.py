@@ -1,10 +1,12 @@
-"""The `gen` console script: `gen train|eval|sample|prepare|stats|report|compare [flags]`.
+"""The `gen` console script: `gen train|eval|sample|prepare|stats|score|report|compare [flags]`.
 
 `gen train --config=... --workdir=...` is `python -m gen.main --mode=train ...` (likewise eval,
 sample). `gen prepare --dataset=NAME [--data_dir=D]` builds a TFDS dataset once, and `gen
 prepare --inception [--source=PATH|URL] [--sha256=HEX]` fetches, checks and converts FID's
 Inception weights: the only steps that may download. `gen stats --dataset=NAME --split=S
-[--features=auto]` stores reference statistics with their recipe; `gen report --workdir=W`
+[--features=auto]` stores reference statistics with their recipe; `gen score A B` scores any set
+A (an .npz, an image folder, NAME:SPLIT) against any set B as --mode=eval would (gen/score.py);
+`gen report --workdir=W`
 writes W/report.html; `gen compare W1 W2 ...` prints one table across runs (a sweep's summary).
 """
 
@@ -15,7 +17,7 @@ from absl import app, flags
 
 from gen.utils import paths
 
-COMMANDS = ('train', 'eval', 'sample', 'prepare', 'stats', 'report', 'compare')
+COMMANDS = ('train', 'eval', 'sample', 'prepare', 'stats', 'score', 'report', 'compare')
 USAGE = f'usage: gen {{{",".join(COMMANDS)}}} [--flags]; `gen COMMAND --help` lists the flags'
 
 
@@ -66,6 +68,45 @@ def _stats(argv) -> None:
   print(path)
 
 
+def _score(argv) -> None:
+  from gen import score
+
+  f = flags.FLAGS
+  if len(argv) != 3:
+    print(
+      f'error: gen score takes two sets A B (.npz, image folder or NAME:SPLIT), got {argv[1:]}',
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  options = {
+    name: f[name].value
+    for name in (
+      'is_splits',
+      'kid_subsets',
+      'kid_subset_size',
+      'pr_k',
+      'dc_k',
+      'fd_bootstrap',
+      'fd_infinity',
+    )
+  }
+  sys.exit(
+    score.score_main(
+      argv[1],
+      argv[2],
+      output=f.output and paths.absolute(f.output),
+      features=f.features,
+      metrics=[m for m in f.metrics if m],
+      options=options,
+      seed=f.seed,
+      dataset=f.dataset,
+      data_dir=f.data_dir and paths.absolute(f.data_dir),
+      key=f.key,
+      num=f.num,
+    )
+  )
+
+
 def _report(argv) -> None:
   del argv
   from gen import report
@@ -113,6 +154,25 @@ def main() -> None:
     flags.DEFINE_bool('overwrite', False, 'Recompute even when stored statistics match.')
     flags.mark_flag_as_required('dataset')
     app.run(_stats, argv=['gen stats', *rest])
+  if command == 'score':
+    from gen.metrics import evaluation
+
+    d = evaluation.DEFAULT_OPTIONS
+    flags.DEFINE_string('features', 'auto', 'Feature network (auto: from the dataset).')
+    flags.DEFINE_list('metrics', ['auto'], 'Comma-separated metrics (auto: all that apply).')
+    flags.DEFINE_string(
+      'dataset', None, "Dataset whose 'auto' features to use, when no input is one."
+    )
+    flags.DEFINE_string('data_dir', '', "TFDS data folder ('' = $TFDS_DATA_DIR or default).")
+    flags.DEFINE_string('output', None, 'Write the JSON here instead of printing it.')
+    flags.DEFINE_string('key', 'samples', 'The array of an .npz input.')
+    flags.DEFINE_integer('num', 0, 'At most this many examples of a NAME:SPLIT input (0: all).')
+    flags.DEFINE_integer('seed', 0, "KID's subsets and the bootstrap (a run's config.seed).")
+    for name in evaluation.OPTION_FIELDS:
+      flags.DEFINE_integer(name, d[name], f'As eval.{name}.')
+    flags.DEFINE_integer('fd_bootstrap', d['fd_bootstrap'], 'As eval.fd_bootstrap (-1: auto).')
+    flags.DEFINE_bool('fd_infinity', d['fd_infinity'], 'As eval.fd_infinity.')
+    app.run(_score, argv=['gen score', *rest])
   if command == 'report':
     flags.DEFINE_string('workdir', None, 'Run directory to report on.')
     flags.DEFINE_string('output_dir', None, 'Write the report here (the run is only read).')

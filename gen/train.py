@@ -353,7 +353,7 @@ def compute_metrics(
     sample_fn = sample_fn or make_sample_fn(setup, num)
     out = sample_fn(state, rng)
     samples = np.asarray(out['samples'])
-    values, extras = evaluator.compute(samples, setup.config.seed, sample_names)
+    values, extras = evaluator.compute(samples, setup.config.seed, sample_names, not proxy)
     if 'nfe' in out:
       values['sample_nfe'] = int(out['nfe'])
     if 'acceptance' in out:  # discriminator rejection sampling
@@ -844,12 +844,16 @@ def sample(
 ) -> str:
   """`--mode=sample`: `num` samples from the EMA parameters -> `W/samples/step_N.npz` and its
   own pictures `step_N_sampled*.png` (never over training's `step_N.png`); with `output_dir`
-  they go to `D/samples/` and the workdir is only read."""
+  they go to `D/samples/` and the workdir is only read.
+
+  The samples are drawn with the final evaluation's key (`_eval_rng`): with `num` =
+  eval.num_samples they are the samples `--mode=eval` scores, so `gen score` of the `.npz`
+  against the reference split reproduces the eval JSON's numbers."""
   if num < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num}')
   setup, state = _restore_for_reading(config, workdir, 'sample', step, output_dir)
   step = int(state.step)
-  rng = jax.random.fold_in(jax.random.key(config.seed + 3), step)
+  rng, rng_text = _eval_rng(setup, step)
   out = make_sample_fn(setup, num)(state, rng)
   path = os.path.join(output_dir or workdir, 'samples', f'step_{step}.npz')
   if jax.process_index() == 0:
@@ -862,5 +866,5 @@ def sample(
     save_picture(setup, picture, arrays['samples'], f'step {step}', 'labels' in arrays)
   stem = path[: -len('.npz')] + '_sampled'
   save_strip_pictures(setup, state, stem, jax.random.fold_in(rng, 1))
-  logging.info('wrote %d samples of step %d to %s', num, step, path)
+  logging.info('wrote %d samples of step %d (key %s) to %s', num, step, rng_text, path)
   return path

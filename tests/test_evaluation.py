@@ -12,6 +12,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments import base, ddpm_digits
 from gen import data as data_lib
@@ -121,6 +122,8 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   values = train.evaluate(config, str(wd))
   saved = json.loads((wd / 'eval' / 'step_20.json').read_text())
   assert set(saved) == DIGITS_METRICS | {
+    'fd_low',  # the auto bootstrap: n = 64 < 2048
+    'fd_high',
     'step',
     'bpd',
     'bpd_nfe',
@@ -137,10 +140,31 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   assert set(saved['bounds']) == DIGITS_METRICS
   assert np.isfinite(saved['bpd']) and saved['bpd_nfe'] == config.objective.num_timesteps
   assert (wd / 'samples' / 'step_20_neighbours.png').exists()
+  assert protocol['options']['fd_bootstrap'] == 100
+  assert saved['fd_low'] <= saved['fd'] <= saved['fd_high']
   # The same checkpoint, evaluated again, gives the same numbers (fixed sample seed).
   again = train.evaluate(config, str(wd))
   for k in ('fd', 'kid', 'precision', 'sliced_w2'):
     assert again[k] == values[k], k
+  # --mode=sample with eval.num_samples draws the samples eval scored: `gen score` of its .npz
+  # (a relative path, typed from the run's parent folder) reproduces the eval JSON, and so does
+  # a folder of the samples as 8-bit PNGs (the digits classifier quantises first).
+  npz = train.sample(config, str(wd), config.eval.num_samples)
+  assert npz == str(wd / 'samples' / 'step_20.npz')
+  pngs = tmp_path / 'pngs'
+  pngs.mkdir()
+  for i, x in enumerate(np.load(npz)['samples']):
+    im = np.round((np.clip(x[..., 0], -1, 1) + 1) * 127.5).astype(np.uint8)
+    Image.fromarray(im).save(pngs / f'{i:03d}.png')
+  for source in ('run/samples/step_20.npz', 'pngs'):
+    proc = _gen('score', source, 'digits:test', f'--data_dir={data_dir}', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scored = json.loads(proc.stdout)
+    assert scored['protocol']['features'] == protocol['features']
+    assert scored['protocol']['options'] == protocol['options']
+    wanted = {k: v for k, v in saved.items() if k in scored['metrics']}
+    assert scored['metrics'] == wanted, source
+    assert set(wanted) == DIGITS_METRICS - {'memorisation', 'sliced_w2'} | {'fd_low', 'fd_high'}
 
 
 @pytest.mark.slow
@@ -159,11 +183,11 @@ def test_training_logs_proxies_and_keeps_final_numbers_apart(smoke_config, tmp_p
   assert not any(k.startswith('proxy_') for k in final)
 
 
-def _gen(*args, timeout=300):
+def _gen(*args, timeout=300, cwd=REPO):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   return subprocess.run(
     [sys.executable, '-m', 'gen.cli', *args],
-    cwd=REPO,
+    cwd=cwd,
     env=env,
     capture_output=True,
     text=True,

@@ -25,6 +25,20 @@ from gen.metrics import features as features_lib
 from gen.metrics import frechet, precision_recall, reference, sample_quality, toy
 
 BOUNDS_SEED = 12345  # the noise images of the 'noise' bound
+AUTO_BOOTSTRAP_ROUNDS = 100  # eval.fd_bootstrap = -1: this many rounds where n < ...
+AUTO_BOOTSTRAP_BELOW = 2048  # ... this many samples (Inception's feature dimension)
+OPTION_FIELDS = ('is_splits', 'kid_subsets', 'kid_subset_size', 'pr_k', 'dc_k')
+# The metric options of experiments/base.py's eval section (tests/test_score.py keeps them
+# equal), for `gen score`, which has no config.
+DEFAULT_OPTIONS = {
+  'is_splits': 10,
+  'kid_subsets': 100,
+  'kid_subset_size': 1000,
+  'pr_k': 3,
+  'dc_k': 5,
+  'fd_bootstrap': -1,
+  'fd_infinity': False,
+}
 
 
 def data_dir_of(config) -> str:
@@ -41,12 +55,7 @@ def reference_split(config, spec) -> str:
 def validate_options(config, spec, names) -> None:
   """Checks the eval options the metrics in `names` use (before compiling)."""
   ev = config.eval
-  for field in ('is_splits', 'kid_subsets', 'kid_subset_size', 'pr_k', 'dc_k'):
-    value = ev[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ConfigError(f'eval.{field} must be an integer >= 1, got {value!r}')
-  if ev.fd_bootstrap < 0:
-    raise ConfigError(f'eval.fd_bootstrap must be >= 0 rounds (0: off), got {ev.fd_bootstrap}')
+  check_options(ev, 'eval.')
   if ev.proxy_num_samples < 0:
     raise ConfigError(
       f'eval.proxy_num_samples must be >= 0 (0: eval.num_samples), got {ev.proxy_num_samples}'
@@ -61,6 +70,97 @@ def validate_options(config, spec, names) -> None:
     from gen.metrics import inception
 
     inception.weights_path(data_dir_of(config))  # ConfigError with the how-to when missing
+
+
+def check_options(options, prefix: str = '') -> None:
+  """ConfigError naming `prefix + field` for a bad metric option (`OPTION_FIELDS`,
+  fd_bootstrap, fd_infinity) of a ConfigDict or dict."""
+  for field in OPTION_FIELDS:
+    value = options[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ConfigError(f'{prefix}{field} must be an integer >= 1, got {value!r}')
+  rounds = options['fd_bootstrap']
+  if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < -1 or rounds == 1:
+    raise ConfigError(
+      f'{prefix}fd_bootstrap must be -1 (auto: {AUTO_BOOTSTRAP_ROUNDS} rounds where n < '
+      f'{AUTO_BOOTSTRAP_BELOW}), 0 (off) or >= 2 rounds, got {rounds!r}'
+    )
+  if not isinstance(options['fd_infinity'], bool):
+    raise ConfigError(f'{prefix}fd_infinity must be True or False, got {options["fd_infinity"]!r}')
+
+
+def bootstrap_rounds(rounds: int, n: int) -> int:
+  """eval.fd_bootstrap for n samples: -1 (auto) is AUTO_BOOTSTRAP_ROUNDS below
+  AUTO_BOOTSTRAP_BELOW samples and 0 from there on; other values are what they say."""
+  if rounds == -1:
+    return AUTO_BOOTSTRAP_ROUNDS if n < AUTO_BOOTSTRAP_BELOW else 0
+  return rounds
+
+
+def feature_metrics(
+  names,
+  emb: dict,
+  ref: reference.Reference,
+  options,
+  seed: int,
+  mesh: Mesh | None = None,
+  interval: bool = True,
+) -> dict:
+  """The feature metrics `names` of embedded samples against a reference: the one computation
+  behind `--mode=eval` and `gen score`.
+
+  Args:
+    names: metric names (those not computed from features are ignored).
+    emb: `features.extract`'s output for the samples: 'features' [N, D], 'logits' [N, K] when
+      the network has them.
+    ref: the reference (its Gaussian fit and features).
+    options: eval options (ConfigDict or dict): OPTION_FIELDS, fd_bootstrap, fd_infinity.
+    seed: seeds KID's subsets, the bootstrap and FD-infinity's subsets.
+    mesh: devices for KID and the neighbour metrics.
+    interval: compute fd_low/fd_high (per `options['fd_bootstrap']`) and fd_infinity (per
+      `options['fd_infinity']`); False for training's cheap proxies.
+
+  Returns:
+    name -> Python number, with `_std` companions (IS, KID) and fd_low/fd_high, fd_infinity.
+  """
+  feats, values = emb['features'], {}
+  if feats.shape[1] != ref.features.shape[1]:
+    raise ConfigError(
+      f'the two sets have features of different sizes: {feats.shape[1]} and '
+      f'{ref.features.shape[1]} (are they the same kind of data?)'
+    )
+  if 'fd' in names:
+    values['fd'] = frechet.frechet_distance(frechet.fit_gaussian(feats), ref.stats)
+    rounds = bootstrap_rounds(options['fd_bootstrap'], len(feats)) if interval else 0
+    if rounds:
+      values['fd_low'], values['fd_high'] = frechet.frechet_bootstrap(
+        feats, ref.stats, rounds, seed
+      )
+    if interval and options['fd_infinity']:
+      values['fd_infinity'] = frechet.frechet_infinity(feats, ref.stats, seed=seed)
+  if 'inception_score' in names:
+    mean, std = sample_quality.inception_score(emb['logits'], options['is_splits'])
+    values['inception_score'], values['inception_score_std'] = mean, std
+  if 'kid' in names:
+    mean, std = sample_quality.kid(
+      feats, ref.features, options['kid_subsets'], options['kid_subset_size'], seed, mesh
+    )
+    values['kid'], values['kid_std'] = mean, std
+  if 'precision' in names or 'recall' in names:
+    pr = precision_recall.precision_recall(ref.features, feats, options['pr_k'], mesh)
+    values.update({k: float(v) for k, v in pr.items() if k in names})
+  if 'density' in names or 'coverage' in names:
+    dc = precision_recall.density_coverage(ref.features, feats, options['dc_k'], mesh)
+    values.update({k: float(v) for k, v in dc.items() if k in names})
+  return values
+
+
+def options_record(options, n: int) -> dict:
+  """The metric options of a protocol, the bootstrap's rounds resolved for n samples."""
+  out = {field: options[field] for field in OPTION_FIELDS}
+  out['fd_bootstrap'] = bootstrap_rounds(options['fd_bootstrap'], n)
+  out['fd_infinity'] = options['fd_infinity']
+  return out
 
 
 class Evaluator:
@@ -90,8 +190,11 @@ class Evaluator:
       return reference.compute(self.spec.name, split, self.net, None, self.mesh)
     return reference.load_or_compute(self.spec.name, split, self.net, self.data_dir, self.mesh)
 
-  def compute(self, samples: np.ndarray, seed: int, names=None) -> tuple[dict, dict]:
-    """Metrics `names` (default all of this evaluator's) of data-space samples [N, ...].
+  def compute(
+    self, samples: np.ndarray, seed: int, names=None, interval: bool = True
+  ) -> tuple[dict, dict]:
+    """Metrics `names` (default all of this evaluator's) of data-space samples [N, ...];
+    `interval`: with fd_low/fd_high and fd_infinity as the options ask (`feature_metrics`).
 
     Returns:
       (values, extras): values maps metric name -> number (with `_std`, `fd_low`/`fd_high`
@@ -116,27 +219,8 @@ class Evaluator:
     if not any(n in metrics_lib.FEATURE_METRICS for n in names):
       return values, extras
     emb = features_lib.extract(self.net, samples, self.mesh)
-    feats, ref = emb['features'], self.ref
-    if 'fd' in names:
-      values['fd'] = frechet.frechet_distance(frechet.fit_gaussian(feats), ref.stats)
-      if ev.fd_bootstrap:
-        values['fd_low'], values['fd_high'] = frechet.frechet_bootstrap(
-          feats, ref.stats, ev.fd_bootstrap, seed
-        )
-    if 'inception_score' in names:
-      mean, std = sample_quality.inception_score(emb['logits'], ev.is_splits)
-      values['inception_score'], values['inception_score_std'] = mean, std
-    if 'kid' in names:
-      mean, std = sample_quality.kid(
-        feats, ref.features, ev.kid_subsets, ev.kid_subset_size, seed, self.mesh
-      )
-      values['kid'], values['kid_std'] = mean, std
-    if 'precision' in names or 'recall' in names:
-      pr = precision_recall.precision_recall(ref.features, feats, ev.pr_k, self.mesh)
-      values.update({k: float(v) for k, v in pr.items() if k in names})
-    if 'density' in names or 'coverage' in names:
-      dc = precision_recall.density_coverage(ref.features, feats, ev.dc_k, self.mesh)
-      values.update({k: float(v) for k, v in dc.items() if k in names})
+    values.update(feature_metrics(names, emb, self.ref, ev, seed, self.mesh, interval))
+    feats = emb['features']
     if 'memorisation' in names:
       mem = precision_recall.memorisation(feats, self.train_features, self.mesh)
       values['memorisation'] = float(mem['fraction'])
@@ -159,14 +243,7 @@ class Evaluator:
     if self.ref is not None:
       out['reference']['n'] = int(self.ref.stats.n)
       out['features'] = self.net.record()
-      out['options'] = {
-        'is_splits': ev.is_splits,
-        'kid_subsets': ev.kid_subsets,
-        'kid_subset_size': ev.kid_subset_size,
-        'pr_k': ev.pr_k,
-        'dc_k': ev.dc_k,
-        'fd_bootstrap': ev.fd_bootstrap,
-      }
+      out['options'] = options_record(ev, num)
       if 'memorisation' in self.names:
         out['memorisation_reference'] = {'dataset': self.spec.name, 'split': 'train'}
     elif self.raw_reference is not None:
@@ -197,7 +274,7 @@ class Evaluator:
       noise = rng.uniform(-1.0, 1.0, (num, *self.spec.shape)).astype(np.float32)
     names = [n for n in self.names if n != 'memorisation']
     real_values, _ = self.compute(real, seed, names)
-    noise_values, _ = self.compute(noise, seed)
+    noise_values, _ = self.compute(noise, seed, interval=False)
     if 'memorisation' in self.names:
       real_values['memorisation'] = self.compute(held, seed, ('memorisation',))[0]['memorisation']
     return {
