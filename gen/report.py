@@ -485,9 +485,13 @@ def _eval_section(workdir: str, latest: tuple[int, dict] | None, last_step: int 
     for key, value in metrics.items():
       if key.endswith('_std') and key[: -len('_std')] in metrics:
         continue  # shown as ± next to its mean
+      if key in ('fd_low', 'fd_high') and 'fd' in metrics:
+        continue  # shown as the interval next to fd
       shown = _fmt(value)
       if _is_number(metrics.get(f'{key}_std')):
         shown += f' ± {_fmt(metrics[f"{key}_std"])}'
+      if key == 'fd' and _is_number(metrics.get('fd_low')) and _is_number(metrics.get('fd_high')):
+        shown += f' [{_fmt(metrics["fd_low"])}, {_fmt(metrics["fd_high"])}] 95%'
       row = f'<td>{_e(key)}</td><td class="num">{_e(shown)}</td>'
       if bounds:
         b = bounds.get(key) if isinstance(bounds.get(key), dict) else {}
@@ -495,6 +499,11 @@ def _eval_section(workdir: str, latest: tuple[int, dict] | None, last_step: int 
         row += f'<td class="num">{_e(_fmt(b.get("noise")))}</td>'
       rows.append(f'<tr>{row}</tr>')
     out.append(f'<table><tr>{head}</tr>{"".join(rows)}</table>')
+    if 'fd_low' in metrics and 'fd_high' in metrics:
+      out.append(
+        '<p class="note">[low, high] after fd: its 95% basic bootstrap interval over resamples of '
+        'the samples (eval.fd_bootstrap); FD values inside one interval do not rank models.</p>'
+      )
     if bounds:
       out.append(
         '<p class="note">Real data: the metric of training against test data, the best a model '
@@ -643,7 +652,10 @@ def compare(workdirs: Sequence[str]) -> list[dict[str, Any]]:
         if _is_loss(key) and (value is None or _is_number(value)):
           losses[key] = value
     partial.append((row, metrics, losses))
-  metric_cols = sorted({k for _, m, _ in partial for k in m} - set(_FIXED_COLUMNS))
+  metric_cols = sorted(
+    {k for _, m, _ in partial for k in m} - set(_FIXED_COLUMNS),
+    key=lambda k: {'fd_low': 'fd\x01', 'fd_high': 'fd\x02'}.get(k, k),  # fd, its interval
+  )
   loss_cols = sorted(
     {k for _, _, losses in partial for k in losses}, key=lambda k: (k != 'loss', k)
   )

@@ -210,3 +210,17 @@ def test_not_a_run_dir_is_a_clear_error(tmp_path, capsys):
   assert report.compare_main([str(tmp_path / 'sweep' / 'r1')], 'json') == 2
   with pytest.raises(report.RunDirError):
     report.compare([str(tmp_path / 'sweep' / 'r1'), str(empty)])
+
+
+@pytest.mark.timeout(30)
+def test_fd_interval_shown_next_to_fd_in_report_and_compare(tmp_path):
+  values = {'fd': 27.81, 'fd_low': 12.5, 'fd_high': 40.25, 'kid': 0.5, 'kid_std': 0.125}
+  run = make_run(tmp_path / 'a', evals={2000: values}, samples=())
+  page = open(report.write_report(run)).read()
+  assert '27.81 [12.5, 40.25] 95%' in page and 'basic bootstrap interval' in page
+  assert '>fd_low<' not in page and '>fd_high<' not in page
+  other = make_run(tmp_path / 'b', evals={2000: {'fd': 30.0, 'kid': 0.25}}, samples=())
+  rows = report.compare([run, other])
+  columns = list(rows[0])
+  assert columns[columns.index('fd') : columns.index('fd') + 3] == ['fd', 'fd_low', 'fd_high']
+  assert rows[1]['fd_low'] is None and rows[0]['fd_high'] == 40.25
