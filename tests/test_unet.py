@@ -218,7 +218,8 @@ def test_fourier_embedding_is_fixed_and_not_a_parameter():
   # Same params, different model only in the features: the features are really used.
   variables = _randomize(a)
   x = jax.random.normal(jax.random.key(9), (2, 8, 8, 1))
-  assert not np.allclose(fourier.apply(variables, x, t), sinusoidal.apply(variables, x, t))
+  out_f, out_s = jax.jit(fourier.apply)(variables, x, t), jax.jit(sinusoidal.apply)(variables, x, t)
+  assert not np.allclose(out_f, out_s)
   with pytest.raises(ConfigError, match="model.unet.embedding='gaussian'.*'fourier'"):
     _init(UNet(**TINY, embedding='gaussian'), (8, 8, 1))
 
