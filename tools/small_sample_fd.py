@@ -33,11 +33,10 @@ def main():
       low, high = frechet.frechet_bootstrap(x, ref.stats, 100, seed)
       seconds = time.time() - start
       rows.append((fd, low, high, frechet.frechet_infinity(x, ref.stats, seed=seed), seconds))
-    a = np.round(np.array(rows), 1).tolist()
-    col = lambda i: [r[i] for r in a]  # noqa: E731
+    cols = np.round(np.array(rows), 1).T.tolist()
     print(
-      f'n={n}: fd {col(0)} fd_low {col(1)} fd_high {col(2)} fd_infinity {col(3)} '
-      f'bootstrap {np.mean(col(4)):.1f} s'
+      f'n={n}: fd {cols[0]} fd_low {cols[1]} fd_high {cols[2]} fd_infinity {cols[3]} '
+      f'bootstrap {np.mean(cols[4]):.1f} s'
     )
 
 
