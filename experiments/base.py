@@ -150,6 +150,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.sample_every = 1000
   c.train.eval_every = 0  # 0: evaluate only at the end of the run
   c.train.ema_rate = 0.999
+  # EMA warm-up: decay min(ema_rate, (1 + step) / (ema_warmup + step)) (TensorFlow's
+  # ExponentialMovingAverage num_updates; gen.state.ema_decay); 0: ema_rate from the first step.
+  c.train.ema_warmup = 10.0
   # Micro-batches per step (gradient accumulation, diffusion objectives); the batch is split
   # into this many equal parts, each data.batch_size / grad_accum examples.
   c.train.grad_accum = 1

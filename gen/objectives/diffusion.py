@@ -185,6 +185,7 @@ class Diffusion:
   lr_fn: optax.Schedule
   ema_rate: float
   shape: tuple[int, ...]
+  ema_warmup: float = 0.0
   num_classes: int = 0
   label_dropout: float = 0.0
   edm_preconditioning: bool = False
@@ -308,7 +309,9 @@ class Diffusion:
       xs = (micro_batches(drawn, k), jnp.arange(k))
       (loss, grads), _ = jax.lax.scan(one, zero, xs)
       loss, grads = jax.tree.map(lambda a: a / k, (loss, grads))
-    new_state, grad_norm = state_lib.apply_gradients(state, NET, grads, self.tx, self.ema_rate)
+    new_state, grad_norm = state_lib.apply_gradients(
+      state, NET, grads, self.tx, self.ema_rate, self.ema_warmup
+    )
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
     return new_state, metrics
 

@@ -232,6 +232,7 @@ class EBM:
   lr_fn: optax.Schedule
   ema_rate: float
   shape: tuple[int, ...]
+  ema_warmup: float = 0.0
   alpha: float = 1.0
   chain_steps: int = 20
   step_size: float = 0.01
@@ -368,7 +369,9 @@ class EBM:
         stats['recon_error'] = jnp.mean(jnp.square(pv - x))
     grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
     (loss, (coll, terms)), grads = grad_fn(state.params[NET], state, x, neg, k_loss)
-    state, grad_norm = state_lib.apply_gradients(state, NET, grads, self.tx, self.ema_rate)
+    state, grad_norm = state_lib.apply_gradients(
+      state, NET, grads, self.tx, self.ema_rate, self.ema_warmup
+    )
     state = state.replace(extra={**state.extra, NET: coll, **extra})
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
     return state, {**metrics, **terms, **stats}

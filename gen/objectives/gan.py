@@ -267,6 +267,7 @@ class GAN:
   lr_d: optax.Schedule
   ema_rate: float
   shape: tuple[int, ...]
+  ema_warmup: float = 0.0
   latent_dim: int = 100
   n_critic: int = 1
   gp_weight: float = 0.0
@@ -406,7 +407,9 @@ class GAN:
     state, d_metrics = jax.lax.scan(d_update, state, xs)
     grad_fn = jax.value_and_grad(self.g_loss, has_aux=True)
     (g_loss, (g_coll, _)), grads = grad_fn(state.params[G], state, per_step, key_g)
-    state, g_norm = state_lib.apply_gradients(state, G, grads, self.tx_g, self.ema_rate)
+    state, g_norm = state_lib.apply_gradients(
+      state, G, grads, self.tx_g, self.ema_rate, self.ema_warmup
+    )
     state = state.replace(extra={**state.extra, G: g_coll})
     metrics = jax.tree.map(jnp.mean, d_metrics)
     metrics.update(
