@@ -6,6 +6,7 @@ pictures and evaluates. `train_and_evaluate`, `evaluate` and `sample` are the th
 `gen.main`.
 """
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -36,6 +37,13 @@ from gen.utils.writers import MetricWriter
 
 ON_NONFINITE = ('stop', 'skip_step', 'rollback')
 ROLLBACKS_KEY = 'gen_rollbacks'  # saved next to the data position: the seed offset after rollbacks
+# The loop waits for step k - STEPS_IN_FLIGHT's outputs before it dispatches step k. Without a
+# bound, JAX queues every step until the next log; with many devices on XLA:CPU (the README's
+# 8-device command) a long queue of collective steps deadlocked in the all-reduce rendezvous (6
+# of 8 device threads arrived, rc 134 after 40 s), and on accelerators each queued step holds
+# its input batch in memory. Two steps in flight keep the device busy while the host dispatches.
+STEPS_IN_FLIGHT = 2
+MAX_GRID = 100  # an image picture shows up to this many samples (sample.num = 100: all of them)
 
 
 class NonFiniteError(RuntimeError):
@@ -93,6 +101,8 @@ def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None
     raise ConfigError(f'train.eval_every must be >= 0 (0: only at the end), got {t.eval_every}')
   if not 0 <= t.ema_rate < 1:
     raise ConfigError(f'train.ema_rate must be in [0, 1), got {t.ema_rate}')
+  if t.ema_warmup != 0 and not t.ema_warmup > 1:
+    raise ConfigError(f'train.ema_warmup must be 0 (off) or > 1, got {t.ema_warmup}')
   if t.on_nonfinite not in ON_NONFINITE:
     raise ConfigError(f'train.on_nonfinite={t.on_nonfinite!r}; choose one of {ON_NONFINITE}')
   if t.max_rollbacks < 0:
@@ -298,7 +308,7 @@ def save_picture(
     shown = samples[: n * max(1, min(10, len(samples) // n))]
     images.save_samples_picture(path, shown, kind='images', ncols=n)
   else:
-    images.save_samples_picture(path, samples[:64], kind='images', title=title)
+    images.save_samples_picture(path, samples[:MAX_GRID], kind='images', title=title)
 
 
 def make_evaluator(setup: Setup) -> evaluation.Evaluator | None:
@@ -777,8 +787,12 @@ def _loop(
   stop = StopSignal()
   try:
     with stop.installed():
+      in_flight: collections.deque = collections.deque()
       for step in range(start, t.num_steps):
+        if len(in_flight) >= STEPS_IN_FLIGHT:  # see STEPS_IN_FLIGHT
+          jax.block_until_ready(in_flight.popleft())
         state, metrics = step_fn(state, batch, key)
+        in_flight.append(metrics)
         log.add(step, metrics)
         saver.check()  # a save that failed in the background stops the run here
         done = step + 1
