@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from gen import metrics as metrics_lib
+
 
 def toy_mlp(c: ml_collections.ConfigDict) -> None:
   """The residual MLP for 2-D toys, batch 512, cosine-decayed Adam."""
@@ -37,7 +39,8 @@ def digits_unet(c: ml_collections.ConfigDict) -> None:
   c.train.ema_rate = 0.999
   c.train.log_every = 250
   c.sample.num = 100
-  c.eval.metrics = ('sliced_w2',)
+  # The digits sample metrics ('auto' without bpd, which each experiment adds if it wants it).
+  c.eval.metrics = metrics_lib.DIGITS_METRICS
   c.eval.num_samples = 297  # the size of the digits test split
   c.eval.num_bins = 17  # pixel values 0..16: 'bpd' dequantises over 17 levels
 

@@ -11,6 +11,7 @@ Smoke variant: --config=experiments/ebm_cd_digits.py:smoke
 """
 
 from experiments import base
+from gen import metrics as metrics_lib
 
 
 def get_config(arg: str | None = None):
@@ -60,7 +61,7 @@ def get_config(arg: str | None = None):
   c.train.on_nonfinite = 'rollback'
   c.sample.num = 100
   c.sample.use_ema = False  # the short-run sampler is fitted to the current parameters
-  c.eval.metrics = ('sliced_w2',)
+  c.eval.metrics = metrics_lib.DIGITS_METRICS  # as diffusion and GANs on digits
   c.eval.num_samples = 297
   if arg == 'smoke':
     c.data.batch_size = 16

@@ -11,6 +11,7 @@ Smoke variant: --config=experiments/edm_digits.py:smoke
 """
 
 from experiments import base, common
+from gen import metrics as metrics_lib
 
 
 def get_config(arg: str | None = None):
@@ -34,5 +35,5 @@ def get_config(arg: str | None = None):
   c.sample.num_steps = 18
   c.sample.spacing = 'karras'
   c.sample.rho = 7.0
-  c.eval.metrics = ('sliced_w2', 'bpd')
+  c.eval.metrics = (*metrics_lib.DIGITS_METRICS, 'bpd')
   return common.variant(c, arg, 'edm_digits')

@@ -6,6 +6,8 @@ GAN pair and keeps the batch a multiple of n_critic * pack, and leaves diffusion
 
 import ml_collections
 
+from gen import metrics as metrics_lib
+
 
 def gan_optimizers(
   c: ml_collections.ConfigDict, lr: float, b1: float = 0.5, b2: float = 0.999, lr_d: float = 0.0
@@ -47,7 +49,7 @@ def digits_dcgan(c: ml_collections.ConfigDict) -> None:
   c.train.ckpt_every = 1000
   c.sample.num = 100
   c.sample.use_ema = True
-  c.eval.metrics = ('sliced_w2',)
+  c.eval.metrics = metrics_lib.DIGITS_METRICS  # as diffusion and EBMs on digits
   c.eval.num_samples = 297  # the size of the digits test split
 
 

@@ -10,6 +10,7 @@ Smoke variant: --config=experiments/rbm_digits.py:smoke
 """
 
 from experiments import base
+from gen import metrics as metrics_lib
 
 
 def get_config(arg: str | None = None):
@@ -44,7 +45,7 @@ def get_config(arg: str | None = None):
   c.train.sample_every = 3000
   c.train.ema_rate = 0.99
   c.sample.num = 100
-  c.eval.metrics = ('sliced_w2',)
+  c.eval.metrics = metrics_lib.DIGITS_METRICS  # as diffusion and GANs on digits
   c.eval.num_samples = 297
   if arg == 'smoke':
     c.data.batch_size = 16

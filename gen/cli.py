@@ -118,7 +118,40 @@ def _report(argv) -> None:
 def _compare(argv) -> None:
   from gen import report
 
-  sys.exit(report.compare_main([paths.absolute(w) for w in argv[1:]], flags.FLAGS.format))
+  f = flags.FLAGS
+  workdirs = [paths.absolute(w) for w in argv[1:]]
+  sys.exit(report.compare_main(workdirs, f.format, f.fields, f.sort))
+
+
+HELP_FLAGS = ('--help', '-h', '--helpshort', '-?')
+SYNOPSIS = {
+  'train': 'gen train --config=FILE[:ARG] --workdir=W [--config.a.b=v ...]',
+  'eval': 'gen eval --workdir=W [--config=FILE] [--step=N] [--output_dir=D]',
+  'sample': 'gen sample --workdir=W [--num_samples=N] [--step=N] [--output_dir=D]',
+  'prepare': 'gen prepare --dataset=NAME | --inception [--source=PATH|URL] [--data_dir=D]',
+  'stats': 'gen stats --dataset=NAME [--split=S] [--features=auto]',
+  'score': 'gen score A B   (each an .npz with samples, an image folder or NAME:SPLIT)',
+  'report': 'gen report --workdir=W [--output_dir=D]',
+  'compare': 'gen compare W1 W2 ... [--format=markdown|csv]',
+}
+
+
+def _wants_help(rest) -> bool:
+  return any(a in HELP_FLAGS for a in rest)
+
+
+def _print_help(command: str, module) -> None:
+  """`gen COMMAND --help`: the command's synopsis and the flags its module defines (absl's own
+  --help lists only the flags of the main module, which for a console script is none)."""
+  print(f'usage: {SYNOPSIS[command]}\n')
+  print(flags.FLAGS.module_help(module))
+  sys.exit(0)
+
+
+def _run(fn, command: str, rest) -> None:
+  if _wants_help(rest):
+    _print_help(command, sys.modules[__name__])
+  app.run(fn, argv=[f'gen {command}', *rest])
 
 
 def main() -> None:
@@ -145,7 +178,7 @@ def main() -> None:
     flags.DEFINE_string(
       'out', None, 'With --inception: the .npz to write (default: where evaluation looks).'
     )
-    app.run(_prepare, argv=['gen prepare', *rest])
+    _run(_prepare, 'prepare', rest)
   if command == 'stats':
     flags.DEFINE_string('dataset', None, 'Dataset name, e.g. digits or cifar10.')
     flags.DEFINE_string('split', 'test', 'Split whose statistics to store.')
@@ -153,7 +186,7 @@ def main() -> None:
     flags.DEFINE_string('data_dir', '', "TFDS data folder ('' = $TFDS_DATA_DIR or default).")
     flags.DEFINE_bool('overwrite', False, 'Recompute even when stored statistics match.')
     flags.mark_flag_as_required('dataset')
-    app.run(_stats, argv=['gen stats', *rest])
+    _run(_stats, 'stats', rest)
   if command == 'score':
     from gen.metrics import evaluation
 
@@ -172,17 +205,23 @@ def main() -> None:
       flags.DEFINE_integer(name, d[name], f'As eval.{name}.')
     flags.DEFINE_integer('fd_bootstrap', d['fd_bootstrap'], 'As eval.fd_bootstrap (-1: auto).')
     flags.DEFINE_bool('fd_infinity', d['fd_infinity'], 'As eval.fd_infinity.')
-    app.run(_score, argv=['gen score', *rest])
+    _run(_score, 'score', rest)
   if command == 'report':
     flags.DEFINE_string('workdir', None, 'Run directory to report on.')
     flags.DEFINE_string('output_dir', None, 'Write the report here (the run is only read).')
     flags.mark_flag_as_required('workdir')
-    app.run(_report, argv=['gen report', *rest])
+    _run(_report, 'report', rest)
   if command == 'compare':
     flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv'], 'Table format.')
-    app.run(_compare, argv=['gen compare', *rest])
+    flags.DEFINE_string(
+      'fields', 'auto', 'Config fields as columns, e.g. optim.lr (auto: those that differ).'
+    )
+    flags.DEFINE_string('sort', None, 'Sort rows by this column (-name: descending).')
+    _run(_compare, 'compare', rest)
   from gen import main as gen_main
 
+  if _wants_help(rest):
+    _print_help(command, gen_main)
   argv = [f'gen {command}', *rest, f'--mode={command}']
   app.run(gen_main.main, argv=argv, flags_parser=gen_main.parse_flags)
 

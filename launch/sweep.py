@@ -68,6 +68,7 @@ class Run:
   workdir: str
   log: str
   command: list[str]
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the swept values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,8 +343,14 @@ def plan(
   names = run_names(overrides_list)
   argvs = commands(config_path, overrides_list, workdir_root, extra)
   return [
-    Run(name, os.path.join(workdir_root, name), os.path.join(workdir_root, f'{name}.log'), argv)
-    for name, argv in zip(names, argvs, strict=True)
+    Run(
+      name,
+      os.path.join(workdir_root, name),
+      os.path.join(workdir_root, f'{name}.log'),
+      argv,
+      dict(overrides),
+    )
+    for name, argv, overrides in zip(names, argvs, overrides_list, strict=True)
   ]
 
 
@@ -435,11 +442,14 @@ def run_all(runs: Sequence[Run], parallel: int = 1, env: Mapping[str, str] | Non
   return results, stopped
 
 
-def summarize(workdirs: Sequence[str], path: str) -> str:
-  """The `gen compare` table (markdown) of `workdirs`, also written to `path`."""
+def summarize(
+  workdirs: Sequence[str], path: str, fields: Sequence[str] = (), sort: str | None = None
+) -> str:
+  """The `gen compare` table (markdown) of `workdirs`, with the swept `fields` as columns and
+  sorted by `sort` (a column; '-name' descending), also written to `path`."""
   from gen import report
 
-  table = report.format_table(report.compare(workdirs), 'markdown')
+  table = report.format_table(report.compare(workdirs, list(fields), sort), 'markdown')
   with open(path, 'w') as f:
     f.write(table)
   return table
@@ -460,6 +470,9 @@ def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument('--workdir_root', required=True, help='runs go to ROOT/<name>')
   parser.add_argument('--parallel', type=int, default=1, help='runs at a time (default 1)')
   parser.add_argument('--dry_run', action='store_true', help='print the commands and exit')
+  parser.add_argument(
+    '--sort', default=None, help='sort the summary by this column, e.g. sliced_w2 or -modes_covered'
+  )
   return parser.parse_known_args(argv)
 
 
@@ -524,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if done:
     path = os.path.join(root, SUMMARY_FILE)
     try:
-      table = summarize(done, path)
+      swept = list(dict.fromkeys(f for run in runs for f in run.overrides))
+      table = summarize(done, path, swept, args.sort)
     except (OSError, ValueError) as e:
       print(f'error: summary: {e}', file=sys.stderr)
       return 1

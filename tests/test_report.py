@@ -224,3 +224,22 @@ def test_fd_interval_shown_next_to_fd_in_report_and_compare(tmp_path):
   columns = list(rows[0])
   assert columns[columns.index('fd') : columns.index('fd') + 3] == ['fd', 'fd_low', 'fd_high']
   assert rows[1]['fd_low'] is None and rows[0]['fd_high'] == 40.25
+
+
+@pytest.mark.timeout(30)
+def test_compare_fields_sort_and_empty_columns(tmp_path, capsys):
+  """--fields=auto shows the config fields that differ; --sort orders by a column (runs without
+  it last); columns empty in every row are dropped; a bad --sort is one line."""
+  runs = []
+  for name, lr, fd in (('a', 1e-3, 30.0), ('b', 3e-3, 12.0), ('c', 1e-2, None)):
+    config = {**_config(), 'optim': {'lr': lr}, 'data': {'name': 'digits', 'data_dir': name}}
+    evals = {2000: {'fd': fd, 'kid': None}} if fd is not None else {2000: {'kid': None}}
+    runs.append(make_run(tmp_path / name, config=config, evals=evals, samples=()))
+  rows = report.compare(runs, sort='fd')
+  assert [r['run'] for r in rows] == ['b', 'a', 'c']
+  assert [r['optim.lr'] for r in rows] == [3e-3, 1e-3, 1e-2]
+  assert 'kid' not in rows[0] and 'data.data_dir' not in rows[0]  # empty; a path
+  assert [r['run'] for r in report.compare(runs, sort='-optim.lr')] == ['c', 'b', 'a']
+  assert 'optim.lr' not in report.compare(runs, fields=[])[0]
+  assert report.compare_main(runs, 'markdown', 'auto', 'nope') == 2
+  assert capsys.readouterr().err.startswith('error: --sort=nope: no such column (columns: run,')

@@ -150,6 +150,7 @@ def test_sweep_of_two_smoke_runs(tmp_path):
     f'--workdir_root={root}',
     '--parallel=2',
     '--config.train.num_steps=10',
+    '--sort=-optim.lr',
     timeout=80,
   )
   assert r.returncode == 0, r.stdout + r.stderr
@@ -161,8 +162,12 @@ def test_sweep_of_two_smoke_runs(tmp_path):
     assert (root / f'{name}.log').read_text().startswith('$ ')
     assert f'{name}: exit 0 (ok' in r.stdout
   summary = (root / 'summary.md').read_text()
-  rows = summary.splitlines()[2:]
-  assert [row.split(' | ')[0] for row in rows] == [f'| {n}' for n in names]
+  header, rows = summary.splitlines()[0], summary.splitlines()[2:]
+  # The swept fields are columns next to the run (sorted by --sort=-optim.lr: 3e-3 first).
+  assert header.startswith('| run | data | objective | model | steps | final_step |')
+  assert '| optim.lr | model.mlp.features |' in header
+  assert [row.split(' | ')[0] for row in rows] == [f'| {n}' for n in reversed(names)]
+  assert ' | 0.003 | [24] |' in rows[0] and ' | 0.001 | [16, 16] |' in rows[1]
   assert summary in r.stdout
 
   # A run that fails: exit 1, its status and error line printed, the summary without it.
