@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.conftest import REPO, run_cli, script_result
+from tests.conftest import REPO, run_cli, run_python, script_result
 
 SMOKE = '--config=experiments/ddpm_ring8.py:smoke'
 
@@ -247,3 +247,20 @@ def test_fields_that_only_steer_training_never_block(tmp_path):
   restored = workdir_lib.read_config(str(tmp_path))
   assert restored.model.mlp.features == saved.model.mlp.features  # tuples come back as tuples
   assert workdir_lib.config_to_dict(restored) == workdir_lib.config_to_dict(saved)
+
+
+@pytest.mark.timeout(120)
+def test_each_command_help_lists_its_own_flags_and_no_tpu_probe_line():
+  """`gen train --help` (the console script, whose main module defines no flags) lists
+  --config, --workdir and --mode; `gen score --help` its options; no TPU-probe INFO line."""
+  train = run_python(['-m', 'gen.cli', 'train', '--help'])
+  assert train.returncode == 0, train.stderr
+  assert train.stdout.startswith('usage: gen train --config=FILE')
+  for flag in ('--config:', '--workdir:', '--mode:', '--num_samples:'):
+    assert flag in train.stdout, flag
+  score = run_python(['-m', 'gen.cli', 'score', '-h'])
+  assert score.returncode == 0 and '--fd_bootstrap:' in score.stdout and '--num:' in score.stdout
+  for proc in (train, score):
+    assert "Unable to initialize backend 'tpu'" not in proc.stderr
+  bad = run_python(['-m', 'gen.cli', 'stats', '--dataset=digits', '--split=nope'])
+  assert bad.returncode == 2 and "Unable to initialize backend 'tpu'" not in bad.stderr

@@ -454,6 +454,7 @@ def test_replay_buffer_is_written_at_the_sampled_indices(reinit_prob):
     assert age.max() >= 2 * K
 
 
+@pytest.mark.slow  # > 5 s of compiling: the full suite only
 def test_data_starts_give_negatives_at_the_data():
   """chain_init='data' (CD-k) with one tiny step: the negatives are the data (up to sqrt(a))."""
   model = _make(_config(chain_init='data', chain_steps=1, step_size=1e-8))

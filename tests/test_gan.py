@@ -571,6 +571,7 @@ def test_step_bookkeeping_n_critic_and_determinism(wgan):
   assert set(_counts(state.opt_state[D])) == {6} and set(_counts(state.opt_state[G])) == {2}
 
 
+@pytest.mark.slow  # > 5 s of compiling: the full suite only
 def test_interpolation_endpoints():
   """[8, 2 num, *shape]; frames 0 and 7 are G(z0) and G(z1) on the linear (rows < num) and the
   spherical rows alike."""

@@ -50,6 +50,7 @@ def test_unconditional_mlp_rejects_labels():
     _init(MLP(**TINY), labels=jnp.zeros((4,), jnp.int32))
 
 
+@pytest.mark.slow  # > 5 s of compiling: the full suite only
 def test_fourier_embedding_same_parameters_deterministic_features():
   sinusoidal, fourier = MLP(**TINY), MLP(**TINY, embedding='fourier')
   a, b = _init(fourier, seed=0), _init(fourier, seed=1)

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from gen.utils import paths
 from launch import local_multiprocess
 from tests.conftest import REPO, run_python
@@ -40,7 +42,7 @@ def _run(args, cwd, home, module='gen.main'):
   return run_python(['-m', module, *args], cwd=cwd, env={'HOME': str(home), 'PYTHONPATH': REPO})
 
 
-def test_relative_and_home_paths_from_another_folder(tmp_path):
+def test_relative_paths_from_another_folder(tmp_path):
   """gen.main, gen report/compare/prepare and a sweep, started outside the repository."""
   cwd, home = tmp_path / 'elsewhere', tmp_path / 'home'
   cwd.mkdir()
@@ -49,14 +51,11 @@ def test_relative_and_home_paths_from_another_folder(tmp_path):
   proc = _run([*smoke, '--workdir=runs/rel'], cwd, home)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert (cwd / 'runs' / 'rel' / 'checkpoints' / '10').is_dir()
-  proc = _run([*smoke, '--workdir=~/runs/home', '--config.data.data_dir=~/tfds'], cwd, home)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (home / 'runs' / 'home' / 'checkpoints' / '10').is_dir()
   # gen report and gen compare on relative workdirs.
   proc = _run(['report', '--workdir=runs/rel'], cwd, home, module='gen.cli')
   assert proc.returncode == 0 and (cwd / 'runs' / 'rel' / 'report.html').exists(), proc.stderr
-  proc = _run(['compare', 'runs/rel', '~/runs/home'], cwd, home, module='gen.cli')
-  assert proc.returncode == 0 and '| rel |' in proc.stdout and '| home |' in proc.stdout
+  proc = _run(['compare', 'runs/rel'], cwd, home, module='gen.cli')
+  assert proc.returncode == 0 and '| rel |' in proc.stdout, proc.stderr
   # gen prepare into a relative data folder.
   proc = _run(['prepare', '--dataset=digits', '--data_dir=data'], cwd, home, module='gen.cli')
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -71,6 +70,22 @@ def test_relative_and_home_paths_from_another_folder(tmp_path):
   )
   assert proc.returncode == 0, proc.stderr
   assert all(f'--workdir={cwd}/sweeps/lr/lr_' in line for line in proc.stdout.splitlines())
+
+
+@pytest.mark.slow  # a second training run
+def test_home_paths_from_another_folder(tmp_path):
+  """~ in --workdir and in a data_dir override, and gen compare over ~ and relative runs."""
+  cwd, home = tmp_path / 'elsewhere', tmp_path / 'home'
+  cwd.mkdir()
+  home.mkdir()
+  smoke = [f'--config={EXPERIMENT}:smoke', '--config.train.num_steps=10']
+  proc = _run([*smoke, '--workdir=~/runs/home', '--config.data.data_dir=~/tfds'], cwd, home)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (home / 'runs' / 'home' / 'checkpoints' / '10').is_dir()
+  proc = _run([*smoke, '--workdir=runs/rel'], cwd, home)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = _run(['compare', 'runs/rel', '~/runs/home'], cwd, home, module='gen.cli')
+  assert proc.returncode == 0 and '| rel |' in proc.stdout and '| home |' in proc.stdout
 
 
 def test_local_multiprocess_makes_paths_absolute(tmp_path, monkeypatch):

@@ -104,14 +104,16 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
     'sample_nfe',
     'protocol',
   }
-  trained_picture = (wd / 'samples' / 'step_20.png').read_bytes()
+  trained = {p.name: p.read_bytes() for p in (wd / 'samples').iterdir()}
+  assert {'step_10.png', 'step_20.png'} <= set(trained)
   path = train.sample(smoke_config, str(wd), 100)
   assert path.endswith(os.path.join('samples', 'step_20.npz'))
   with np.load(path) as f:
     chex.assert_shape(f['samples'], (100, 2))
     assert 'labels' not in f  # ring8 is unconditional
   assert os.path.exists(path[:-4] + '_sampled.png')  # its own picture, not training's
-  assert (wd / 'samples' / 'step_20.png').read_bytes() == trained_picture
+  # Every picture training drew (grid, strips) is byte-identical after --mode=sample.
+  assert {name: (wd / 'samples' / name).read_bytes() for name in trained} == trained
   older = train.sample(smoke_config, str(wd), 10, step=10)
   assert older.endswith('step_10.npz')
   # Training's pictures, losses and evaluation are in TensorBoard; --mode=eval adds its numbers.

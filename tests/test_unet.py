@@ -175,6 +175,7 @@ def test_attention_resolution_never_reached_is_a_config_error():
   check_input_shape((32, 32, 3), (1, 2, 2, 2), 128, 32, attn_resolutions=(16,), head_dim=64)
 
 
+@pytest.mark.slow  # > 5 s of compiling: the full suite only
 def test_labels_change_output_and_null_label_equals_none():
   model = UNet(**TINY, num_classes=3)
   variables = _randomize(_init(model, (8, 8, 1), labels=jnp.array([0, 1])))
@@ -203,6 +204,7 @@ def test_label_errors():
     _init(UNet(**TINY), (8, 8, 1), labels=jnp.array([0, 1]))
 
 
+@pytest.mark.slow  # > 5 s of compiling: the full suite only
 def test_fourier_embedding_is_fixed_and_not_a_parameter():
   sinusoidal = UNet(**TINY)
   fourier = UNet(**TINY, embedding='fourier')
