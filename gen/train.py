@@ -232,15 +232,21 @@ def make_sample_fn(setup: Setup, num: int):
 
 # objective method -> file suffix of its picture: each returns [frames, rows, ...] for image data
 STRIPS = {'trajectory': '_trajectory', 'interpolation': '_interpolation'}
+# objective method -> what its strip's rows are ({num}: the rows per kind)
+STRIP_TITLES = {
+  'trajectory': 'denoising: one row per sample, noise (left) to sample (right)',
+  'interpolation': 'latent interpolation: rows 1-{num} linear, rows {n1}-{n2} spherical (slerp)',
+}
 
 
 def save_strip_pictures(
-  setup: Setup, state: TrainState, stem: str, rng, num: int = 8
+  setup: Setup, state: TrainState, stem: str, rng, num: int = 8, title: str = ''
 ) -> dict[str, str]:
   """For image data, the objective's strips as `{stem}{suffix}.png`, one row per path, frames
   left to right (process 0 writes): a diffusion model's denoising trajectory (noise on the
   left), a GAN's latent interpolations. Objectives without such a method, and 2-D data, draw
-  nothing. Returns {method: path} of the pictures written."""
+  nothing. Each picture is titled `title` (run and step) and what its rows show. Returns
+  {method: path} of the pictures written."""
   written = {}
   if setup.spec.kind != 'images':
     return written
@@ -252,7 +258,14 @@ def save_strip_pictures(
     if jax.process_index() != 0:
       continue
     rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
-    images.save_samples_picture(stem + suffix + '.png', rows, kind='images', ncols=frames.shape[0])
+    what = STRIP_TITLES[method].format(num=num, n1=num + 1, n2=2 * num)
+    images.save_samples_picture(
+      stem + suffix + '.png',
+      rows,
+      kind='images',
+      ncols=frames.shape[0],
+      title=f'{title}\n{what}' if title else what,
+    )
     written[method] = stem + suffix + '.png'
   return written
 
@@ -284,6 +297,11 @@ def reference_data(setup: Setup, num: int) -> np.ndarray:
   return source.get_batch(np.arange(min(num, len(source))))['x']
 
 
+def run_title(workdir: str, step: int) -> str:
+  """'<run folder> step N': how pictures name what they show."""
+  return f'{os.path.basename(os.path.normpath(workdir))} step {step}'
+
+
 def save_picture(
   setup: Setup, path: str, samples: np.ndarray, title: str = '', conditional: bool = False
 ) -> None:
@@ -302,11 +320,13 @@ def save_picture(
       data=reference_data(setup, 2000),
       centers=setup.spec.mode_centers,
       title=title,
+      mode_std=setup.spec.mode_std,
     )
   elif conditional:
     n = setup.spec.num_classes
     shown = samples[: n * max(1, min(10, len(samples) // n))]
-    images.save_samples_picture(path, shown, kind='images', ncols=n)
+    title = f'{title}\none column per class 0-{n - 1}' if title else ''
+    images.save_samples_picture(path, shown, kind='images', ncols=n, title=title)
   else:
     images.save_samples_picture(path, samples[:MAX_GRID], kind='images', title=title)
 
@@ -405,7 +425,11 @@ def save_neighbours_picture(setup: Setup, workdir: str, step: int, samples, extr
     rows += [samples[order][half], train[half]]
   grid = np.concatenate(rows)
   path = os.path.join(workdir, 'samples', f'step_{step}_neighbours.png')
-  images.save_samples_picture(path, grid, kind='images', ncols=len(grid) // 4)
+  title = (
+    f'{run_title(workdir, step)}\nrows 1, 3: the 16 samples nearest to a training example; '
+    'rows 2, 4: that training example'
+  )
+  images.save_samples_picture(path, grid, kind='images', ncols=len(grid) // 4, title=title)
 
 
 def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
@@ -643,7 +667,7 @@ class _Hooks:
     rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 2), step)
     out = self.picture_fn(state, rng)
     path = os.path.join(self.workdir, 'samples', f'step_{step}.png')
-    title = f'{self.setup.config.objective.name} step {step}'
+    title = f'{run_title(self.workdir, step)} ({self.setup.config.objective.name}, training)'
     save_picture(self.setup, path, out['samples'], title, 'labels' in out)
     self.writer.write_picture(step, 'samples', path)
 
@@ -651,7 +675,8 @@ class _Hooks:
     """The objective's strips (`save_strip_pictures`), also as TensorBoard images."""
     rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 4), step)
     stem = os.path.join(self.workdir, 'samples', f'step_{step}')
-    for method, path in save_strip_pictures(self.setup, state, stem, rng).items():
+    title = run_title(self.workdir, step)
+    for method, path in save_strip_pictures(self.setup, state, stem, rng, title=title).items():
       self.writer.write_picture(step, f'samples/{method}', path)
 
   def evaluate(self, state: TrainState, step: int) -> None:
@@ -877,8 +902,10 @@ def sample(
       np.savez(f, **arrays)
     os.replace(path + '.tmp', path)
     picture = path[: -len('.npz')] + '_sampled.png'
-    save_picture(setup, picture, arrays['samples'], f'step {step}', 'labels' in arrays)
+    title = f'{run_title(workdir, step)} (--mode=sample, {num} samples)'
+    save_picture(setup, picture, arrays['samples'], title, 'labels' in arrays)
   stem = path[: -len('.npz')] + '_sampled'
-  save_strip_pictures(setup, state, stem, jax.random.fold_in(rng, 1))
+  title = f'{run_title(workdir, step)} (--mode=sample)'
+  save_strip_pictures(setup, state, stem, jax.random.fold_in(rng, 1), title=title)
   logging.info('wrote %d samples of step %d (key %s) to %s', num, step, rng_text, path)
   return path

@@ -104,8 +104,28 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
   return path
 
 
+TITLE_PIXELS = 14  # height of a grid's title band (PIL's default bitmap font is 11 px)
+
+
+def _with_title(grid: np.ndarray, title: str) -> np.ndarray:
+  """The grid below a white band holding `title` (as many lines as it has), in RGB."""
+  from PIL import ImageDraw
+
+  rgb = grid if grid.shape[-1] == 3 else np.repeat(grid, 3, axis=-1)
+  lines = title.split('\n')
+  band = Image.new('RGB', (rgb.shape[1], TITLE_PIXELS * len(lines) + 2), 'white')
+  draw = ImageDraw.Draw(band)
+  for i, line in enumerate(lines):
+    draw.text((3, 2 + TITLE_PIXELS * i), line, fill=(0, 0, 0))
+  return np.concatenate([np.asarray(band), rgb], axis=0)
+
+
 def save_image_grid(
-  path: str | os.PathLike, images: Any, ncols: int | None = None, upscale: int | None = None
+  path: str | os.PathLike,
+  images: Any,
+  ncols: int | None = None,
+  upscale: int | None = None,
+  title: str = '',
 ) -> str:
   """Writes a grid of [-1, 1] images as a PNG.
 
@@ -116,6 +136,7 @@ def save_image_grid(
     upscale: integer nearest-neighbour factor applied to every image before tiling (so the
       borders stay thin); defaults to the smallest factor that makes each tile at least 32
       pixels on its shorter side (4 for 8x8 digits, 1 for 32x32 and larger).
+    title: text above the grid ('\n' separates lines), e.g. the run, step and what it shows.
 
   Returns:
     The path written, as a string.
@@ -131,6 +152,8 @@ def save_image_grid(
   if upscale > 1:
     images = np.repeat(np.repeat(images, upscale, axis=1), upscale, axis=2)
   grid = image_grid(images, ncols=ncols)
+  if title:
+    grid = _with_title(grid, title)
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   return _atomic_write(path, lambda f: picture.save(f, format='PNG'))
 
@@ -159,11 +182,16 @@ def save_scatter(
   centers: Any | None = None,
   title: str = '',
   limits: tuple[float, float, float, float] | None = None,
+  mode_std: float | None = None,
 ) -> str:
-  """Writes a 5x5 inch, 100 dpi PNG scatter of 2-D samples over the data and mode centres.
+  """Writes a 100 dpi PNG scatter of 2-D samples over the data and mode centres.
 
-  Samples are small blue dots drawn over the data in light grey; mode centres are red
-  crosses. The axes have equal aspect. Default limits are a square box around the data and
+  Samples are small translucent blue dots over the data in grey, so both stay visible where
+  they overlap; each mode centre is a hollow red circle of radius 3 `mode_std` (the region
+  `high_quality_fraction` counts; a small hollow marker without `mode_std`), drawn behind the
+  points so it hides no cluster. Where the modes are small against the layout (6 `mode_std`
+  under a tenth of the view), a second panel zooms on the first mode (+-5 `mode_std`). The
+  axes have equal aspect. Default limits are a square box around the data and
   centres (or around the samples when neither is given), so a diverging model does not
   shrink the data to a dot; the number of samples outside the view, if any, is printed in
   the corner.
@@ -175,6 +203,7 @@ def save_scatter(
     centers: mode centres [K, 2], or None.
     title: figure title.
     limits: (xmin, xmax, ymin, ymax), or None for automatic limits.
+    mode_std: the modes' standard deviation (the circles' and the zoom's scale), or None.
 
   Returns:
     The path written, as a string.
@@ -190,16 +219,54 @@ def save_scatter(
     limits = _square_limits(np.concatenate(refs) if refs else samples)
   xmin, xmax, ymin, ymax = limits
 
-  fig = Figure(figsize=(5, 5), dpi=100)
+  zoom = (
+    centers is not None
+    and len(centers) > 0
+    and mode_std is not None
+    and 6.0 * mode_std < 0.1 * (xmax - xmin)
+  )
+  fig = Figure(figsize=(8.5 if zoom else 5, 5), dpi=100)
   FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
-  if data is not None:
-    ax.scatter(data[:, 0], data[:, 1], s=2, c='0.65', linewidths=0, label='data')
-  ax.scatter(samples[:, 0], samples[:, 1], s=3, c='tab:blue', linewidths=0, label='samples')
-  if centers is not None:
-    ax.scatter(
-      centers[:, 0], centers[:, 1], s=40, c='tab:red', marker='x', linewidths=1.5, label='modes'
+  if zoom:
+    grid = fig.add_gridspec(1, 2, width_ratios=(5, 3))
+    ax, ax_zoom = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+  else:
+    ax, ax_zoom = fig.add_subplot(), None
+
+  def draw(axes, size):
+    if centers is not None:
+      from matplotlib.patches import Circle
+
+      for i, c in enumerate(centers):
+        radius = 3.0 * mode_std if mode_std is not None else 0.02 * (xmax - xmin)
+        axes.add_patch(
+          Circle(
+            c,
+            radius,
+            fill=False,
+            ec='tab:red',
+            lw=0.8,
+            zorder=1,
+            label='modes (3 std)' if not i else None,
+          )
+        )
+    if data is not None:
+      axes.scatter(
+        data[:, 0], data[:, 1], s=2 * size, c='0.45', linewidths=0, zorder=2, label='data'
+      )
+    axes.scatter(
+      samples[:, 0],
+      samples[:, 1],
+      s=3 * size,
+      c='tab:blue',
+      alpha=0.35,
+      linewidths=0,
+      zorder=3,
+      label='samples',
     )
+    axes.set_aspect('equal')
+
+  draw(ax, 1.0)
   outside = np.sum(
     (samples[:, 0] < xmin)
     | (samples[:, 0] > xmax)
@@ -210,7 +277,6 @@ def save_scatter(
     ax.text(0.01, 0.01, f'{outside} samples outside view', transform=ax.transAxes, fontsize=8)
   ax.set_xlim(xmin, xmax)
   ax.set_ylim(ymin, ymax)
-  ax.set_aspect('equal')
   # Below the axes: inside, any corner may hide a mode of the data.
   ax.legend(
     loc='upper center',
@@ -222,6 +288,13 @@ def save_scatter(
   )
   if title:
     ax.set_title(title)
+  if ax_zoom is not None:
+    draw(ax_zoom, 3.0)
+    cx, cy = centers[0]
+    half = 5.0 * mode_std
+    ax_zoom.set_xlim(cx - half, cx + half)
+    ax_zoom.set_ylim(cy - half, cy + half)
+    ax_zoom.set_title(f'zoom: the mode at ({cx:.3g}, {cy:.3g}), +-5 std', fontsize=9)
   fig.tight_layout()
   return _atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))
 
@@ -235,6 +308,7 @@ def save_samples_picture(
   centers: Any | None = None,
   title: str = '',
   ncols: int | None = None,
+  mode_std: float | None = None,
 ) -> str:
   """Writes the picture of a batch of samples: an image grid or a 2-D scatter plot.
 
@@ -242,11 +316,12 @@ def save_samples_picture(
     path: destination PNG (e.g. `W/samples/step_N.png`).
     samples: [N, H, W, C] images in [-1, 1] for `kind='images'`; [N, 2] points for
       `kind='points'`.
-    kind: 'images' (grid; `data`, `centers` and `title` are ignored) or 'points' (scatter).
+    kind: 'images' (grid; `data`, `centers` and `mode_std` are ignored) or 'points' (scatter).
     data: reference points for 'points'.
     centers: mode centres for 'points'.
-    title: title for 'points'.
+    title: the picture's title (above a grid, or the scatter's).
     ncols: grid columns for 'images' (default: a square grid).
+    mode_std: the modes' standard deviation for 'points' (`save_scatter`).
 
   Returns:
     The path written, as a string.
@@ -255,7 +330,7 @@ def save_samples_picture(
     ValueError: on an unknown `kind` or bad shapes.
   """
   if kind == 'images':
-    return save_image_grid(path, samples, ncols=ncols)
+    return save_image_grid(path, samples, ncols=ncols, title=title)
   if kind == 'points':
-    return save_scatter(path, samples, data=data, centers=centers, title=title)
+    return save_scatter(path, samples, data=data, centers=centers, title=title, mode_std=mode_std)
   raise ValueError(f"`kind` must be one of 'images', 'points'; got {kind!r}.")

@@ -93,6 +93,14 @@ def _check_writable(folder: str, flag: str = '--workdir', hint: bool = False) ->
     raise ConfigError(f'{flag}={folder} is not writable: {e.strerror}{more}') from None
 
 
+# Config fields added after runs were written, with the value that reproduces how such a run
+# behaved: an older W/config.json reads as if it held them.
+ADDED_FIELDS = {
+  'train.ema_warmup': 0.0,  # 2026-12-03: the EMA warm-up (before: none)
+  'eval.fd_infinity': False,  # 2026-12-03
+}
+
+
 def read_config_dict(workdir: str) -> dict[str, Any]:
   """`W/config.json` as a dict; ConfigError naming the file when it is missing or unreadable."""
   path = os.path.join(workdir, 'config.json')
@@ -107,6 +115,13 @@ def read_config_dict(workdir: str) -> dict[str, Any]:
     ) from None
   if not isinstance(saved, dict):
     raise ConfigError(f'{path} is unreadable (not a JSON object); it was left as it is')
+  for dotted, value in ADDED_FIELDS.items():  # a run written before the field existed
+    *parents, leaf = dotted.split('.')
+    node = saved
+    for part in parents:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and leaf not in node:
+      node[leaf] = value
   return saved
 
 
