@@ -446,8 +446,11 @@ def _header(workdir: str, config: dict, records: list[dict], bad_lines: int) -> 
       speed += f', {_fmt(last["examples_per_sec"])} examples/s'
     fields.append(('throughput', f'{speed} (step {int(last["step"])})'))
   compile_s = [r['compile_seconds'] for r in records if _is_number(r.get('compile_seconds'))]
-  if compile_s:
-    fields.append(('compile time', f'{_fmt(compile_s[-1])} s'))
+  if compile_s:  # the first compile; a resume's compile is mostly a cache hit
+    shown = f'{_fmt(compile_s[0])} s'
+    if len(compile_s) > 1:
+      shown += f' (then {", ".join(_fmt(c) for c in compile_s[1:])} s on resume)'
+    fields.append(('compile time', shown))
   fields.append(('run directory', os.path.abspath(workdir)))
   meta = ''.join(f'<dt>{_e(k)}</dt><dd>{_e(_fmt(v))}</dd>' for k, v in fields)
   warning = ''

@@ -243,3 +243,15 @@ def test_compare_fields_sort_and_empty_columns(tmp_path, capsys):
   assert 'optim.lr' not in report.compare(runs, fields=[])[0]
   assert report.compare_main(runs, 'markdown', 'auto', 'nope') == 2
   assert capsys.readouterr().err.startswith('error: --sort=nope: no such column (columns: run,')
+
+
+@pytest.mark.timeout(30)
+def test_compile_time_is_the_first_compile_with_resumes_after_it(tmp_path):
+  metrics = [
+    {'step': 0, 'compile_seconds': 23.5},
+    {'step': 100, 'loss': 0.5},
+    {'step': 100, 'compile_seconds': 0.88},  # a resume: the cached executable
+    {'step': 200, 'loss': 0.25},
+  ]
+  page = open(report.write_report(make_run(tmp_path / 'r', metrics=metrics, samples=()))).read()
+  assert '23.5 s (then 0.88 s on resume)' in page

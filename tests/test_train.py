@@ -119,7 +119,8 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   # Training's pictures, losses and evaluation are in TensorBoard; --mode=eval adds its numbers.
   events = read_tensorboard(str(wd))
   assert events['samples'] == {10: 'image', 20: 'image'}
-  assert set(events['loss']) == {5, 10, 15, 20} and events['eval/sliced_w2'] == {20: 'scalar'}
+  assert set(events['train/loss']) == {5, 10, 15, 20} and events['eval/sliced_w2'] == {20: 'scalar'}
+  assert 'perf/steps_per_sec' in events and 'perf/compile_seconds' in events  # grouped tags
   before = len(read_metrics(str(wd)))
   train.evaluate(smoke_config, str(wd), step=10)
   assert set(read_tensorboard(str(wd))['eval/sliced_w2']) == {10, 20}

@@ -19,6 +19,21 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
+PERF_KEYS = ('steps_per_sec', 'examples_per_sec', 'compile_seconds')
+
+
+def board_tag(name: str) -> str:
+  """The TensorBoard tag of a metrics.jsonl key, grouped by prefix: `eval/...` stays, proxies
+  go to `proxy/...`, throughput and compile time to `perf/...`, everything else (losses, lr,
+  gradient norms, diagnostics) to `train/...`. metrics.jsonl keeps the plain keys."""
+  if name.startswith('eval/'):
+    return name
+  if name.startswith('proxy_'):
+    return 'proxy/' + name[len('proxy_') :]
+  if name in PERF_KEYS:
+    return 'perf/' + name
+  return 'train/' + name
+
 
 class MetricWriter:
   """Appends scalars to `workdir/metrics.jsonl` (unless `jsonl=False`) and `workdir/tb/`, and
@@ -75,7 +90,7 @@ class MetricWriter:
     for name, value in scalars.items():
       value = float(value)
       record[name] = value if math.isfinite(value) else None
-      self._board.add_scalar(name, value, int(step))
+      self._board.add_scalar(board_tag(name), value, int(step))
     if self._path:
       with open(self._path, 'a') as f:
         f.write(json.dumps(record) + '\n')
