@@ -144,7 +144,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 1000
-  c.train.log_every = 100
+  c.train.log_every = 0  # 0: num_steps // 100, about 100 points per curve
   c.train.ckpt_every = 1000
   c.train.max_to_keep = 3
   c.train.sample_every = 1000

@@ -37,7 +37,6 @@ def digits_unet(c: ml_collections.ConfigDict) -> None:
   c.optim.schedule = 'cosine'
   c.optim.grad_clip = 1.0
   c.train.ema_rate = 0.999
-  c.train.log_every = 250
   c.sample.num = 100
   # The digits sample metrics ('auto' without bpd, which each experiment adds if it wants it).
   c.eval.metrics = metrics_lib.DIGITS_METRICS

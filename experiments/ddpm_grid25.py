@@ -23,7 +23,6 @@ def get_config(arg: str | None = None):
   c.objective.weighting = 'eps'
   c.objective.time_sampling = 'uniform'
   c.train.num_steps = 10_000
-  c.train.log_every = 500
   c.train.ckpt_every = 2500
   c.train.sample_every = 5000
   c.sample.sampler = 'ddpm'

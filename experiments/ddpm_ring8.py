@@ -36,7 +36,6 @@ def get_config(arg: str | None = None):
   c.optim.warmup_steps = 100
   c.optim.schedule = 'cosine'
   c.train.num_steps = 8000
-  c.train.log_every = 500
   c.train.ckpt_every = 2000
   c.train.sample_every = 2000
   c.train.ema_rate = 0.999

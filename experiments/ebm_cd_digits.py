@@ -54,7 +54,6 @@ def get_config(arg: str | None = None):
   c.optim.schedule = 'constant'
   c.optim.warmup_steps = 0
   c.train.num_steps = 1200
-  c.train.log_every = 100
   c.train.ckpt_every = 1200
   c.train.sample_every = 400
   c.train.ema_rate = 0.999

@@ -43,7 +43,6 @@ def digits_dcgan(c: ml_collections.ConfigDict) -> None:
   c.objective.latent_dim = 100
   gan_optimizers(c, 2e-4)
   c.train.ema_rate = 0.999
-  c.train.log_every = 250
   c.train.sample_every = 1000
   c.train.eval_every = 1000  # a GAN's samples cost one forward pass: cheap to track
   c.train.ckpt_every = 1000

@@ -59,7 +59,6 @@ def intervals(c: ml_collections.ConfigDict, num_steps: int, evals: int = 4) -> N
   c.train.num_steps = num_steps
   c.train.eval_every = num_steps // evals
   c.train.sample_every = num_steps // evals
-  c.train.log_every = max(num_steps // 20, 1)
   c.train.ckpt_every = num_steps // 2
 
 

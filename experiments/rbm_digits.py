@@ -40,7 +40,6 @@ def get_config(arg: str | None = None):
   c.optim.schedule = 'cosine'
   c.optim.warmup_steps = 100
   c.train.num_steps = 6000
-  c.train.log_every = 250
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
   c.train.ema_rate = 0.99

@@ -29,7 +29,6 @@ def get_config(arg: str | None = None):
   c.objective.logit_normal_std = 1.0
   c.optim.lr = 2e-3
   c.train.num_steps = 10_000
-  c.train.log_every = 1000
   c.train.ckpt_every = 5000
   c.train.sample_every = 5000
   c.sample.sampler = 'euler'

@@ -23,7 +23,6 @@ def get_config(arg: str | None = None):
   c.objective.weighting = 'eps'
   c.objective.time_sampling = 'low_discrepancy'
   c.train.num_steps = 8000
-  c.train.log_every = 500
   c.train.ckpt_every = 2000
   c.train.sample_every = 4000
   c.sample.sampler = 'euler_maruyama'

@@ -94,7 +94,9 @@ def validate_train_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None
   t = config.train
   if t.num_steps < 0:
     raise ConfigError(f'train.num_steps must be >= 0, got {t.num_steps}')
-  for field in ('log_every', 'ckpt_every', 'sample_every', 'max_to_keep'):
+  if t.log_every < 0:
+    raise ConfigError(f'train.log_every must be >= 0 (0: about 100 logs a run), got {t.log_every}')
+  for field in ('ckpt_every', 'sample_every', 'max_to_keep'):
     if t[field] < 1:
       raise ConfigError(f'train.{field} must be >= 1, got {t[field]}')
   if t.eval_every < 0:
@@ -742,6 +744,12 @@ def _train(setup: Setup, workdir: str, saver, writer: MetricWriter) -> TrainStat
   return state
 
 
+def resolved_log_every(t: ml_collections.ConfigDict) -> int:
+  """train.log_every, 0 (auto) meaning num_steps // 100 (at least 1): about 100 points in
+  every curve whatever the run's length."""
+  return t.log_every or max(1, t.num_steps // 100)
+
+
 def base_key(seed: int, rollbacks: int) -> jax.Array:
   """The key every step folds its step number into; each rollback moves to a new one."""
   key = jax.random.key(seed)
@@ -809,6 +817,7 @@ def _loop(
     hooks.writer.write(start, {'compile_seconds': compile_seconds})
 
   log = MetricLog(hooks.writer, setup)
+  log_every = resolved_log_every(t)
   stop = StopSignal()
   try:
     with stop.installed():
@@ -821,7 +830,7 @@ def _loop(
         log.add(step, metrics)
         saver.check()  # a save that failed in the background stops the run here
         done = step + 1
-        if done % t.log_every == 0 or done == t.num_steps:
+        if done % log_every == 0 or done == t.num_steps:
           log.flush(last_ckpt)
         side_start = time.perf_counter()  # pictures, evals, saves: not counted as step time
         if done % t.sample_every == 0 and done != t.num_steps:
