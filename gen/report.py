@@ -274,7 +274,7 @@ def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
   return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
 
 
-def _draw(ax, series: dict[str, list[tuple[int, float]]], legend: bool) -> None:
+def _draw(ax, series: dict[str, list[tuple[int, float]]], legend: bool, ylabel: str = '') -> None:
   finite = [v for pts in series.values() for _, v in pts if math.isfinite(v)]
   for i, (key, points) in enumerate(series.items()):
     points = _thin(points)
@@ -287,6 +287,8 @@ def _draw(ax, series: dict[str, list[tuple[int, float]]], legend: bool) -> None:
     ax.set_yscale('log')
   ax.grid(True, alpha=0.3)
   ax.set_xlabel('step', fontsize=8)
+  if ylabel:
+    ax.set_ylabel(_mpl_text(ylabel), fontsize=8)
   ax.tick_params(labelsize=8)
   if legend and len(series) > 1:
     ax.legend(fontsize=8)
@@ -302,7 +304,7 @@ def _plot_group(
     fig = Figure(figsize=(5.5, 3.2), dpi=100, layout='constrained')
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    _draw(ax, series, legend=True)
+    _draw(ax, series, legend=True, ylabel=next(iter(series)) if len(series) == 1 else title)
     if len(series) == 1:  # no legend: the title names the key
       title = f'{title}: {next(iter(series))}'
     ax.set_title(_mpl_text(title), fontsize=10)
@@ -313,7 +315,7 @@ def _plot_group(
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (key, points) in zip(axes, series.items(), strict=False):
-      _draw(ax, {key: points}, legend=False)
+      _draw(ax, {key: points}, legend=False, ylabel=key)
       ax.set_title(_mpl_text(key), fontsize=9)
     for ax in axes[len(series) :]:
       ax.set_visible(False)
@@ -400,7 +402,7 @@ figure{margin:0}figcaption{font-size:.85em;color:#555;max-width:560px}
 figure.picture{display:table}
 figure.picture figcaption{display:table-caption;caption-side:bottom;max-width:none}
 img{max-width:100%;height:auto}img.pixel{image-rendering:pixelated}
-.thumbs img{width:110px}
+.thumbs img{width:220px}
 details pre{font-size:.8em;background:#f7f7f7;padding:8px;overflow:auto;max-height:500px}
 """
 
