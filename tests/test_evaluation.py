@@ -1,7 +1,8 @@
 """Evaluation end to end: the digits classifier, floors and ceilings, reference statistics and
 their recipe, `--mode=eval` on digits, training-time proxies, and the stats/report/compare CLI.
 
-The digits classifier trains once for this module (~25 s) in a shared temporary data folder.
+The digits classifier trains once for this module (about a minute) in a shared temporary data
+folder.
 """
 
 import json
