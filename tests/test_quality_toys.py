@@ -6,8 +6,9 @@ Each run trains the experiment file's own config (seed 0, one CPU device) throug
 as configured and with the initial parameters moved by one ulp (a change of rounding, not of
 the maths), by a margin; experiments/RESULTS.md has the spreads and the command that measures
 them. GEN_QUALITY_SEED=s and GEN_QUALITY_PERTURB=ulp run these tests on another seed or under
-that perturbation: the bars must hold there too. ddpm_grid25, bfloat16 ddpm_ring8 and
-wgan_gp_grid25 are measured there but not tested here, to keep the suite's time.
+that perturbation: the bars must hold there too. ddpm_grid25, bfloat16 ddpm_ring8,
+wgan_gp_grid25 and gan_grid25 (331 s here; 25/25, hq 0.981 at seed 0 with the EMA warm-up) are
+measured there but not tested here, to keep the suite's time.
 
 A mode is covered with >= 20% of its fair share of samples within 3 std of its centre (the
 PacGAN/VEEGAN 2-D benchmark); high_quality_fraction is the share within 3 std of some centre.
@@ -24,7 +25,6 @@ BARS = {
   'ddpm_ring8': ((), {'modes_covered': 8, 'high_quality_fraction': 0.93}),
   'rectified_flow_grid25': ((), {'modes_covered': 25, 'high_quality_fraction': 0.92}),
   'gan_ring8': ((), {'modes_covered': 8, 'high_quality_fraction': 0.92}),
-  'gan_grid25': ((), {'modes_covered': 25, 'high_quality_fraction': 0.90}),
   'ebm_cd_ring8': ((), {'modes_covered': 8, 'high_quality_fraction': 0.88}),
 }
 
