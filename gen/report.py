@@ -629,19 +629,12 @@ _FIXED_COLUMNS = ('run', 'data', 'objective', 'model', 'steps', 'final_step', 'e
 AUTO_FIELDS_MAX = 6  # compare's 'auto' fields: the config leaves that differ, if this few
 
 
-def _leaves(tree: Any, prefix: str = '') -> dict[str, Any]:
-  if not isinstance(tree, dict):
-    return {prefix: tree}
-  out: dict[str, Any] = {}
-  for key, value in tree.items():
-    out.update(_leaves(value, f'{prefix}{key}.' if isinstance(value, dict) else f'{prefix}{key}'))
-  return out
-
-
 def differing_fields(configs: Sequence[dict[str, Any]]) -> list[str]:
   """Config leaves (dotted) whose values are not the same in every config, sorted; paths
   (data.data_dir) excluded."""
-  flat = [_leaves(c) for c in configs]
+  from gen.utils.workdir import flatten
+
+  flat = [flatten(c) for c in configs]
   keys = sorted({k for f in flat for k in f} - {'data.data_dir'})
   return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
 

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw
 
 __all__ = ['image_grid', 'save_image_grid', 'save_samples_picture', 'save_scatter']
 
@@ -109,8 +109,6 @@ TITLE_PIXELS = 14  # height of a grid's title band (PIL's default bitmap font is
 
 def _with_title(grid: np.ndarray, title: str) -> np.ndarray:
   """The grid below a white band holding `title` (as many lines as it has), in RGB."""
-  from PIL import ImageDraw
-
   rgb = grid if grid.shape[-1] == 3 else np.repeat(grid, 3, axis=-1)
   lines = title.split('\n')
   band = Image.new('RGB', (rgb.shape[1], TITLE_PIXELS * len(lines) + 2), 'white')

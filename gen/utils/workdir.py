@@ -28,11 +28,12 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json())
 
 
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """Dotted path -> value of every leaf of a nested dict (a config as JSON)."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
+      flat.update(flatten(value, f'{prefix}{key}.'))
     else:
       flat[f'{prefix}{key}'] = value
   return flat
@@ -40,7 +41,7 @@ def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 
 def config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """Names of the leaves whose values differ, including leaves only one side has."""
-  a, b = _flatten(saved), _flatten(current)
+  a, b = flatten(saved), flatten(current)
   return sorted(k for k in a.keys() | b.keys() if a.get(k, '<missing>') != b.get(k, '<missing>'))
 
 
