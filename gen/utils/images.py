@@ -108,14 +108,18 @@ TITLE_PIXELS = 14  # height of a grid's title band (PIL's default bitmap font is
 
 
 def _with_title(grid: np.ndarray, title: str) -> np.ndarray:
-  """The grid below a white band holding `title` (as many lines as it has), in RGB."""
-  rgb = grid if grid.shape[-1] == 3 else np.repeat(grid, 3, axis=-1)
+  """The grid below a white band holding `title` (as many lines as it has).
+
+  A grayscale grid stays grayscale ([H, W, 1]); an RGB grid stays RGB.
+  """
+  mode = 'L' if grid.shape[-1] == 1 else 'RGB'
   lines = title.split('\n')
-  band = Image.new('RGB', (rgb.shape[1], TITLE_PIXELS * len(lines) + 2), 'white')
+  band = Image.new(mode, (grid.shape[1], TITLE_PIXELS * len(lines) + 2), 'white')
   draw = ImageDraw.Draw(band)
   for i, line in enumerate(lines):
-    draw.text((3, 2 + TITLE_PIXELS * i), line, fill=(0, 0, 0))
-  return np.concatenate([np.asarray(band), rgb], axis=0)
+    draw.text((3, 2 + TITLE_PIXELS * i), line, fill='black')
+  band = np.asarray(band).reshape(band.size[1], band.size[0], grid.shape[-1])
+  return np.concatenate([band.astype(grid.dtype), grid], axis=0)
 
 
 def save_image_grid(
