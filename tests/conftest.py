@@ -38,12 +38,23 @@ def _session_compilation_cache() -> str | None:
   return folder
 
 
+def _session_artifact_cache() -> str:
+  """GEN_CACHE_DIR for the session (made like the compilation cache's folder): the digits
+  classifier trains once for all tests and their subprocesses, not once per data folder."""
+  if 'PYTEST_XDIST_WORKER' not in os.environ or not os.environ.get('GEN_CACHE_DIR'):
+    os.environ['GEN_CACHE_DIR'] = tempfile.mkdtemp(prefix='gen_test_cache_')
+  return os.environ['GEN_CACHE_DIR']
+
+
 def pytest_sessionfinish(session):
-  if COMPILATION_CACHE and 'PYTEST_XDIST_WORKER' not in os.environ:  # the folder's maker
-    shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+  if 'PYTEST_XDIST_WORKER' not in os.environ:  # the folders' maker
+    for folder in (COMPILATION_CACHE, ARTIFACT_CACHE):
+      if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 COMPILATION_CACHE = _session_compilation_cache()
+ARTIFACT_CACHE = _session_artifact_cache()
 
 
 @pytest.fixture

@@ -57,6 +57,9 @@ def _digits_config(data_dir):
 @pytest.mark.timeout(300)
 def test_digits_classifier_reaches_97_percent_and_is_cached(data_dir):
   params, info = digits_classifier.load_or_train(data_dir)  # from the cache now
+  cache = os.path.join(os.environ['GEN_CACHE_DIR'], digits_classifier.CACHE_DIR)  # conftest's
+  assert os.path.exists(os.path.join(cache, 'info.json'))
+  assert not os.path.exists(os.path.join(data_dir, digits_classifier.CACHE_DIR))
   print('digits classifier test accuracy', info['test_accuracy'])
   assert info['test_accuracy'] >= 0.97
   assert info['sha256'] == digits_classifier.params_checksum(params)

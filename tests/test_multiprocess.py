@@ -1,6 +1,8 @@
 """The multi-host path on localhost: 2 processes x 4 CPU devices (jax.distributed over Gloo on
-127.0.0.1) against 1 process x 8 devices, 30 steps, for a diffusion and a GAN experiment; the
-2-process checkpoint then restores in a 1-process, 1-device eval, and (ddpm_ring8) `--mode=sample`
+127.0.0.1) against 1 process x 8 devices, 30 steps, for a diffusion experiment (the loop's
+sharding does not depend on the objective; a GAN's two networks are covered by the in-process
+8-device tests, to keep the suite's time); the 2-process checkpoint then restores in a
+1-process, 1-device eval, and `--mode=sample`
 from it writes the same samples, bit for bit, in 2 processes x 4 devices and in 1 x 8.
 
 Both topologies read the same global batches (`gen.data.loader` shards by global batch) and
@@ -16,13 +18,13 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import ddpm_ring8, gan_ring8
+from experiments import ddpm_ring8
 from launch import local_multiprocess
 from tests.conftest import load_state, run_cli
 
 pytestmark = pytest.mark.slow  # seconds to minutes each: the full suite only
 
-EXPERIMENTS = {'ddpm_ring8': ddpm_ring8, 'gan_ring8': gan_ring8}
+EXPERIMENTS = {'ddpm_ring8': ddpm_ring8}
 STEPS = 30
 TOL = 1e-5  # relative, on losses and parameters
 

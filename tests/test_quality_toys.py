@@ -6,9 +6,10 @@ Each run trains the experiment file's own config (seed 0, one CPU device) throug
 as configured and with the initial parameters moved by one ulp (a change of rounding, not of
 the maths), by a margin; experiments/RESULTS.md has the spreads and the command that measures
 them. GEN_QUALITY_SEED=s and GEN_QUALITY_PERTURB=ulp run these tests on another seed or under
-that perturbation: the bars must hold there too. ddpm_grid25, bfloat16 ddpm_ring8,
-wgan_gp_grid25 and gan_grid25 (331 s here; 25/25, hq 0.981 at seed 0 with the EMA warm-up) are
-measured there but not tested here, to keep the suite's time.
+that perturbation: the bars must hold there too. The full-length ddpm_ring8 (about 400 s on the
+CI machine), rectified_flow_grid25 (about 280 s), gan_ring8 (about 170 s), ddpm_grid25, bfloat16
+ddpm_ring8, wgan_gp_grid25 and gan_grid25 are measured there but not tested here, to keep the
+suite's time: ddpm_ring8 is tested at 2,000 steps below, the GAN family by cgan_digits.
 
 A mode is covered with >= 20% of its fair share of samples within 3 std of its centre (the
 PacGAN/VEEGAN 2-D benchmark); high_quality_fraction is the share within 3 std of some centre.
@@ -22,9 +23,6 @@ from tools.seed_spread import run_one
 
 # experiment -> (overrides, {metric: bar}); modes_covered and high_quality_fraction are minimums
 BARS = {
-  'ddpm_ring8': ((), {'modes_covered': 8, 'high_quality_fraction': 0.93}),
-  'rectified_flow_grid25': ((), {'modes_covered': 25, 'high_quality_fraction': 0.92}),
-  'gan_ring8': ((), {'modes_covered': 8, 'high_quality_fraction': 0.92}),
   'ebm_cd_ring8': ((), {'modes_covered': 8, 'high_quality_fraction': 0.88}),
 }
 
@@ -46,7 +44,8 @@ def test_toy_experiment_reaches_its_bar(case, tmp_path):
 @pytest.mark.timeout(600)
 def test_short_run_evaluates_its_ema_at_least_as_well_as_its_raw_weights(tmp_path):
   """ddpm_ring8 cut to 2,000 steps: the end-of-training eval (EMA weights, warmed up by
-  train.ema_warmup) covers every mode, with a high-quality fraction within 0.03 of the raw
+  train.ema_warmup) covers every mode, with a high-quality fraction of at least 0.7 (0.772-0.802
+  over seeds 0-4) and within 0.03 of the raw
   weights of the same checkpoint (`sample.use_ema=False`, evaluated into another folder; the
   cosine schedule has annealed the raw weights by then, and the EMA trails them by 0.007-0.017
   over seeds 0-4, experiments/RESULTS.md). Without the warm-up, 13.5% of that EMA was still the
@@ -61,5 +60,5 @@ def test_short_run_evaluates_its_ema_at_least_as_well_as_its_raw_weights(tmp_pat
   config.sample.use_ema = False
   raw = train.evaluate(config, str(tmp_path / 'run'), output_dir=str(tmp_path / 'raw'))
   print('seed', seed, perturb, 'ema', ema, 'raw', raw)
-  assert ema['modes_covered'] == 8
+  assert ema['modes_covered'] == 8 and ema['high_quality_fraction'] >= 0.7, ema
   assert ema['high_quality_fraction'] >= raw['high_quality_fraction'] - 0.03, (ema, raw)

@@ -119,14 +119,12 @@ def test_two_jobs_on_one_workdir_and_a_killed_one(tmp_path):
     while not (wd / 'checkpoints' / '50').exists():  # training, with a checkpoint saved
       assert first.poll() is None and time.time() < deadline
       time.sleep(0.5)
-    t0 = time.perf_counter()
-    second = run_cli(args, timeout=60)
-    seconds = time.perf_counter() - t0
+    second = run_cli(args, timeout=120)
     assert second.returncode == 2, second.stderr[-2000:]
     last = second.stderr.strip().splitlines()[-1]
     assert last.startswith(f'error: --workdir={wd} is being trained by pid {first.pid}'), last
     assert 'Traceback' not in second.stderr
-    assert seconds < 15, seconds
+    assert 'compiled' not in second.stderr  # refused before building anything
     assert first.poll() is None  # unharmed
     while max((r['step'] for r in read_metrics(str(wd)) if 'loss' in r), default=0) < 120:
       assert time.time() < deadline

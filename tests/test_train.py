@@ -201,28 +201,6 @@ def test_incomplete_checkpoint_is_ignored(smoke_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_image_data_runs_through_the_same_loop(smoke_config, tmp_path):
-  """digits + the U-Net: same loop, an image grid instead of a scatter, NHWC samples."""
-  c = smoke_config
-  c.data.name, c.data.data_dir, c.data.batch_size = 'digits', str(tmp_path / 'tfds'), 32
-  c.model.name = 'unet'
-  c.model.unet.ch, c.model.unet.num_groups, c.model.unet.num_res_blocks = 8, 4, 1
-  c.train.num_steps, c.train.sample_every, c.train.ckpt_every = 4, 4, 4
-  c.sample.num, c.eval.metrics, c.eval.num_samples = 16, ('sliced_w2',), 64
-  wd = tmp_path / 'run'
-  _train(c, wd)
-  from PIL import Image
-
-  with Image.open(wd / 'samples' / 'step_4.png') as im:
-    assert im.mode == 'L' and min(im.size) >= 4 * 32  # 4x4 grid of upscaled 8x8 digits
-  events = read_tensorboard(str(wd))
-  assert events['samples'] == events['samples/trajectory'] == {4: 'image'}
-  path = train.sample(c, str(wd), 8)
-  with np.load(path) as f:
-    chex.assert_shape(f['samples'], (8, 8, 8, 1))
-
-
-@pytest.mark.slow
 def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
   """`bpd` in eval.metrics: the PF-ODE likelihood of test data, with its solver's NFE."""
   from experiments import score_sde_vp_swiss_roll

@@ -10,7 +10,9 @@ seed 0, under a minute on a 2-core CPU) and caches it in the data directory:
 Its 128 penultimate activations play InceptionV3's pool3 (FD-digits, KID, precision/recall,
 density/coverage, memorisation) and its logits play Inception's logits (the digits Inception
 Score). Training draws one-pixel shifts and slight Gaussian noise, so that the features of
-imperfect samples stay meaningful. The cache is `<data_dir>/gen_digits_classifier/` with
+imperfect samples stay meaningful. The cache is `<data_dir>/gen_digits_classifier/`, or
+`$GEN_CACHE_DIR/gen_digits_classifier/` where that variable is set (one cache for every data
+folder: the classifier is trained on the embedded digits, the same everywhere), with
 `params.npz` and `info.json` (recipe, test accuracy, sha256 of the parameters); it is rebuilt
 when missing or when its recipe differs from `RECIPE`. Test accuracy must reach
 `MIN_TEST_ACCURACY`, or building fails (nothing is cached).
@@ -149,7 +151,7 @@ def load_or_train(data_dir: str) -> tuple[dict, dict]:
   Returns:
     (params, info): info holds the recipe, test_accuracy and sha256.
   """
-  folder = os.path.join(data_dir, CACHE_DIR)
+  folder = os.path.join(os.environ.get('GEN_CACHE_DIR') or data_dir, CACHE_DIR)
   params_path, info_path = os.path.join(folder, 'params.npz'), os.path.join(folder, 'info.json')
   if os.path.exists(params_path) and os.path.exists(info_path):
     with open(info_path) as f:
@@ -173,8 +175,9 @@ def load_or_train(data_dir: str) -> tuple[dict, dict]:
   buffer = io.BytesIO()
   np.savez(buffer, **_flat(params))
   for path, payload in ((params_path, buffer.getvalue()), (info_path, json.dumps(info, indent=2))):
-    with open(path + '.tmp', 'wb' if isinstance(payload, bytes) else 'w') as f:
+    tmp = f'{path}.{os.getpid()}.tmp'  # two processes may build the same cache at once
+    with open(tmp, 'wb' if isinstance(payload, bytes) else 'w') as f:
       f.write(payload)
-    os.replace(path + '.tmp', path)
+    os.replace(tmp, path)
   logging.info('digits classifier: test accuracy %.4f', accuracy)
   return _unflat(_flat(params)), info
