@@ -249,7 +249,8 @@ def test_fields_that_only_steer_training_never_block(tmp_path):
   assert workdir_lib.config_to_dict(restored) == workdir_lib.config_to_dict(saved)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.slow  # one process per command: 18-117 s on 2 cores
+@pytest.mark.timeout(300)
 def test_each_command_help_lists_its_own_flags_and_no_tpu_probe_line():
   """`gen train --help` (the console script, whose main module defines no flags) lists
   --config, --workdir and --mode; `gen score --help` its options; no TPU-probe INFO line."""
