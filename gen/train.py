@@ -46,6 +46,16 @@ STEPS_IN_FLIGHT = 2
 MAX_GRID = 100  # an image picture shows up to this many samples (sample.num = 100: all of them)
 
 
+# The seed offset of each purpose that draws randomness outside the train step (whose key is
+# fold_in(key(seed), step)): key(seed + offset) folded with the step it serves.
+SEED_OFFSETS = {'eval': 1, 'picture': 2, 'strips': 4, 'bpd': 5}
+
+
+def purpose_key(seed: int, purpose: str, step: int) -> jax.Array:
+  """fold_in(key(seed + SEED_OFFSETS[purpose]), step): the same checkpoint, the same draws."""
+  return jax.random.fold_in(jax.random.key(seed + SEED_OFFSETS[purpose]), step)
+
+
 class NonFiniteError(RuntimeError):
   """A step produced a non-finite loss or gradient and `train.on_nonfinite` is 'stop' (or
   'rollback' gave up after `train.max_rollbacks` tries)."""
@@ -344,8 +354,8 @@ def make_evaluator(setup: Setup) -> evaluation.Evaluator | None:
 
 
 def _eval_rng(setup: Setup, step: int) -> tuple[jax.Array, str]:
-  seed = setup.config.seed + 1
-  return jax.random.fold_in(jax.random.key(seed), step), f'fold_in(key({seed}), {step})'
+  seed = setup.config.seed + SEED_OFFSETS['eval']
+  return purpose_key(setup.config.seed, 'eval', step), f'fold_in(key({seed}), {step})'
 
 
 def compute_metrics(
@@ -441,7 +451,7 @@ def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
   x = x[: len(x) - len(x) % setup.mesh.size] if len(x) >= setup.mesh.size else x
   sharding = setup.batch_sharding if len(x) % setup.mesh.size == 0 else setup.replicated
   x = jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])  # multi-host too
-  key = jax.random.fold_in(jax.random.key(setup.config.seed + 5), step)
+  key = purpose_key(setup.config.seed, 'bpd', step)
   fn = jax.jit(
     lambda st, xx, k: setup.objective.bits_per_dim(
       st, xx, k, ev.num_bins, ev.bpd_trace, ev.bpd_rtol, ev.bpd_atol
@@ -666,7 +676,7 @@ class _Hooks:
 
   def picture(self, state: TrainState, step: int) -> None:
     """`W/samples/step_N.png`, also shown in TensorBoard as image 'samples'."""
-    rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 2), step)
+    rng = purpose_key(self.setup.config.seed, 'picture', step)
     out = self.picture_fn(state, rng)
     path = os.path.join(self.workdir, 'samples', f'step_{step}.png')
     title = f'{run_title(self.workdir, step)} ({self.setup.config.objective.name}, training)'
@@ -675,7 +685,7 @@ class _Hooks:
 
   def strips(self, state: TrainState, step: int) -> None:
     """The objective's strips (`save_strip_pictures`), also as TensorBoard images."""
-    rng = jax.random.fold_in(jax.random.key(self.setup.config.seed + 4), step)
+    rng = purpose_key(self.setup.config.seed, 'strips', step)
     stem = os.path.join(self.workdir, 'samples', f'step_{step}')
     title = run_title(self.workdir, step)
     for method, path in save_strip_pictures(self.setup, state, stem, rng, title=title).items():
