@@ -26,7 +26,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gen import objectives, samplers, train  # noqa: E402
+from gen import modes, objectives, samplers  # noqa: E402
 from gen.data import DatasetSpec  # noqa: E402
 
 SPEC = DatasetSpec('digits', 'images', (8, 8, 1), 10, 1500)
@@ -38,7 +38,7 @@ def benchmark(
   """Compiles and times one sampler on the digits U-Net; returns the JSON record."""
   config = importlib.import_module(f'experiments.{experiment}').get_config()
   if workdir:
-    setup, state = train._restore_for_reading(config, workdir, 'sample', None)
+    setup, state = modes._restore_for_reading(config, workdir, 'sample', None)
     objective = setup.objective
   else:
     objective = objectives.make(config, SPEC)

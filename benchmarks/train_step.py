@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gen import objectives, train  # noqa: E402
+from gen import setup as setup_lib
 from gen.data import DatasetSpec  # noqa: E402
 
 # experiment -> the spec of its dataset (so the benchmark needs no prepared data)
@@ -106,15 +107,15 @@ def benchmark(
   if batch:
     config.data.batch_size = batch
   batch = config.data.batch_size
-  setup = train.Setup(config, spec, objectives.make(config, spec), train.make_mesh())
-  state = train.init_state(setup)
+  setup = setup_lib.Setup(config, spec, objectives.make(config, spec), setup_lib.make_mesh())
+  state = setup_lib.init_state(setup)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   rng = np.random.default_rng(0)
   data = {
     'x': rng.uniform(-1, 1, (batch, *spec.shape)).astype(np.float32),
     'label': rng.integers(0, spec.num_classes, (batch,)).astype(np.int32),
   }
-  data = train.to_global(data, setup.batch_sharding)
+  data = setup_lib.to_global(data, setup.batch_sharding)
   key = jax.random.key(0)
   start = time.perf_counter()
   compiled = train.make_train_step(setup).lower(state, data, key).compile()

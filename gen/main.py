@@ -125,7 +125,7 @@ def run(argv) -> int:
   """Runs the selected mode; returns the process exit status."""
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from gen import train
+  from gen import modes, train
   from gen.utils import checkpoint as ckpt_lib
 
   logging.get_absl_handler().addFilter(_QuietLibraries())
@@ -157,9 +157,9 @@ def run(argv) -> int:
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, workdir, FLAGS.allow_config_change)
     elif FLAGS.mode == 'eval':
-      train.evaluate(config, workdir, FLAGS.step, output_dir=output_dir)
+      modes.evaluate(config, workdir, FLAGS.step, output_dir=output_dir)
     else:
-      train.sample(config, workdir, FLAGS.num_samples, FLAGS.step, output_dir=output_dir)
+      modes.sample(config, workdir, FLAGS.num_samples, FLAGS.step, output_dir=output_dir)
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

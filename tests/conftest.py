@@ -18,7 +18,7 @@ import jax
 import pytest
 
 from experiments import ddpm_ring8
-from gen import train
+from gen import setup as setup_lib
 from gen.utils import checkpoint as ckpt_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,12 +94,12 @@ def script_result(argv, timeout=300) -> Any:
 
 def load_state(config, workdir, step=None):
   """The TrainState saved in `workdir` (latest or `step`), restored on this process's devices."""
-  setup = train.build(config, train.make_mesh(jax.devices()[:1]))
+  setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()[:1]))
   manager = ckpt_lib.make_manager(
     os.path.join(workdir, 'checkpoints'), config.train.max_to_keep, read_only=True
   )
   try:
-    state, data_state = train.restore_or_init(setup, manager, step)
+    state, data_state = setup_lib.restore_or_init(setup, manager, step)
   finally:
     manager.close()
   return state, data_state

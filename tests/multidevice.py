@@ -18,6 +18,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import ddpm_ring8  # noqa: E402
+from gen import setup as setup_lib
 from gen import train  # noqa: E402
 from gen.utils.writers import read_metrics  # noqa: E402
 
@@ -36,7 +37,7 @@ def compare(root: str) -> dict:
   states = {}
   for n in (1, 8):
     wd = os.path.join(root, f'dev{n}')
-    states[n] = train.train_and_evaluate(config, wd, mesh=train.make_mesh(jax.devices()[:n]))
+    states[n] = train.train_and_evaluate(config, wd, mesh=setup_lib.make_mesh(jax.devices()[:n]))
   p1, p8 = (jax.device_get(states[n].params) for n in (1, 8))
   pairs = zip(jax.tree.leaves(p1), jax.tree.leaves(p8), strict=True)
   diffs = [float(np.max(np.abs(a - b))) for a, b in pairs]
@@ -70,9 +71,11 @@ def samples(root: str) -> dict:
     config = module.get_config('smoke')
     draws = {}
     for n in (1, 2, 4, 8):
-      setup = train.build(config, train.make_mesh(jax.devices()[:n]))
-      state = train.init_state(setup)
-      draws[n] = np.asarray(train.make_sample_fn(setup, 64)(state, jax.random.key(7))['samples'])
+      setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()[:n]))
+      state = setup_lib.init_state(setup)
+      draws[n] = np.asarray(
+        setup_lib.make_sample_fn(setup, 64)(state, jax.random.key(7))['samples']
+      )
     out[name] = max(float(np.max(np.abs(draws[n] - draws[1]))) for n in (2, 4, 8))
   return out
 
@@ -85,9 +88,9 @@ def accum_collectives(root: str) -> dict:
   for k in (1, 2, 4):
     config = ddpm_ring8.get_config('smoke')
     config.data.batch_size, config.train.grad_accum = 64, k
-    setup = train.build(config, train.make_mesh(jax.devices()))
-    state = train.init_state(setup)
-    batch = train.to_global({'x': np.zeros((64, 2), np.float32)}, setup.batch_sharding)
+    setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()))
+    state = setup_lib.init_state(setup)
+    batch = setup_lib.to_global({'x': np.zeros((64, 2), np.float32)}, setup.batch_sharding)
     key = jax.random.key(0)
     text = train.make_train_step(setup).lower(state, batch, key).compile().as_text()
     ops = ('all-gather', 'all-to-all', 'collective-permute', 'all-reduce')

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from gen import setup as setup_lib
 from gen import train
 from gen.utils.writers import read_metrics
 from tests.conftest import run_cli, run_python
@@ -62,7 +63,7 @@ def test_unreadable_latest_checkpoint_is_moved_aside_and_training_goes_on(smoke_
   20.unreadable (kept, never deleted), retrains steps 16..20 and saves 20 again."""
   wd = tmp_path / 'run'
   smoke_config.train.ckpt_every, smoke_config.eval.metrics = 5, ()
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = setup_lib.make_mesh(jax.devices()[:1])
   first = train.train_and_evaluate(smoke_config, str(wd), mesh=mesh)
   _truncate(wd / 'checkpoints' / '20')
   again = train.train_and_evaluate(smoke_config, str(wd), mesh=mesh)

@@ -17,7 +17,8 @@ from PIL import Image
 
 from experiments import base, ddpm_digits
 from gen import data as data_lib
-from gen import train
+from gen import modes, train
+from gen import setup as setup_lib
 from gen.errors import ConfigError
 from gen.metrics import digits_classifier, evaluation, features, reference
 from gen.utils.writers import read_metrics
@@ -122,8 +123,8 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   config.data.data_dir = data_dir
   assert config.eval.metrics == ('auto',)
   wd = tmp_path / 'run'
-  train.train_and_evaluate(config, str(wd), mesh=train.make_mesh(jax.devices()[:1]))
-  values = train.evaluate(config, str(wd))
+  train.train_and_evaluate(config, str(wd), mesh=setup_lib.make_mesh(jax.devices()[:1]))
+  values = modes.evaluate(config, str(wd))
   saved = json.loads((wd / 'eval' / 'step_20.json').read_text())
   assert set(saved) == DIGITS_METRICS | {
     'fd_low',  # the auto bootstrap: n = 64 < 2048
@@ -147,13 +148,13 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   assert protocol['options']['fd_bootstrap'] == 100
   assert saved['fd_low'] <= saved['fd'] <= saved['fd_high']
   # The same checkpoint, evaluated again, gives the same numbers (fixed sample seed).
-  again = train.evaluate(config, str(wd))
+  again = modes.evaluate(config, str(wd))
   for k in ('fd', 'kid', 'precision', 'sliced_w2'):
     assert again[k] == values[k], k
   # --mode=sample with eval.num_samples draws the samples eval scored: `gen score` of its .npz
   # (a relative path, typed from the run's parent folder) reproduces the eval JSON, and so does
   # a folder of the samples as 8-bit PNGs (the digits classifier quantises first).
-  npz = train.sample(config, str(wd), config.eval.num_samples)
+  npz = modes.sample(config, str(wd), config.eval.num_samples)
   assert npz == str(wd / 'samples' / 'step_20.npz')
   pngs = tmp_path / 'pngs'
   pngs.mkdir()
@@ -177,7 +178,7 @@ def test_training_logs_proxies_and_keeps_final_numbers_apart(smoke_config, tmp_p
   smoke_config.train.eval_every = 10
   smoke_config.eval.proxy_num_samples = 32
   wd = tmp_path / 'run'
-  train.train_and_evaluate(smoke_config, str(wd), mesh=train.make_mesh(jax.devices()[:1]))
+  train.train_and_evaluate(smoke_config, str(wd), mesh=setup_lib.make_mesh(jax.devices()[:1]))
   proxies = [r for r in read_metrics(str(wd)) if 'proxy_modes_covered' in r]
   assert [r['step'] for r in proxies] == [10]
   assert {'proxy_high_quality_fraction', 'proxy_sliced_w2'} <= set(proxies[0])
@@ -211,7 +212,7 @@ def test_stats_report_and_compare_commands(data_dir, smoke_config, tmp_path):
   for seed in (0, 1):
     smoke_config.seed = seed
     wd = tmp_path / f'seed{seed}'
-    train.train_and_evaluate(smoke_config, str(wd), mesh=train.make_mesh(jax.devices()[:1]))
+    train.train_and_evaluate(smoke_config, str(wd), mesh=setup_lib.make_mesh(jax.devices()[:1]))
     runs.append(str(wd))
   out = _gen('report', f'--workdir={runs[0]}')
   assert out.returncode == 0, out.stderr

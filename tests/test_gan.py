@@ -27,6 +27,7 @@ from scipy import integrate, stats
 from experiments import base
 from gen import data as data_lib
 from gen import objectives, train
+from gen import setup as setup_lib
 from gen.errors import ConfigError
 from gen.models import gan as gan_models
 from gen.objectives import gan
@@ -184,12 +185,12 @@ class TestPenaltiesClosedForm(chex.TestCase):
 @pytest.fixture(scope='module')
 def wgan():
   """WGAN with weight clipping (c = 0.01, RMSProp critic, n_critic = 3, batch 48), built
-  through the loop's `train.build`, and its jitted objective step (compiled once per module)."""
+  through the loop's `setup_lib.build`, and its jitted objective step (compiled once per module)."""
   config = _config(loss='wasserstein', clip_value=0.01, n_critic=3)
   config.data.batch_size = 48
   config.optim_d.optimizer = 'rmsprop'
   config.optim_d.lr = 5e-3
-  setup = train.build(config, train.make_mesh(jax.devices()[:1]))
+  setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()[:1]))
   return setup, jax.jit(setup.objective.step)
 
 
@@ -563,10 +564,10 @@ def test_step_bookkeeping_n_critic_and_determinism(wgan):
   assert not np.array_equal(other.params[G]['Dense_0']['kernel'], s1.params[G]['Dense_0']['kernel'])
 
   train_step = train.make_train_step(setup)
-  state = train.init_state(setup)
+  state = setup_lib.init_state(setup)
   base_key = jax.random.key(setup.config.seed)
   for want in (1, 2):
-    state, _ = train_step(state, train.to_global(batch, setup.batch_sharding), base_key)
+    state, _ = train_step(state, setup_lib.to_global(batch, setup.batch_sharding), base_key)
     assert int(state.step) == want
   assert set(_counts(state.opt_state[D])) == {6} and set(_counts(state.opt_state[G])) == {2}
 
@@ -601,13 +602,13 @@ def _compare_devices() -> dict:
   out = {'devices': jax.device_count()}
   results = {}
   for n in (1, 8):
-    setup = train.build(config, train.make_mesh(jax.devices()[:n]))
-    state = train.init_state(setup)
+    setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()[:n]))
+    state = setup_lib.init_state(setup)
     step = train.make_train_step(setup)
     base_key = jax.random.key(config.seed)
     losses = []
     for i in range(3):
-      batch = train.to_global(_ring8_batch(i), setup.batch_sharding)
+      batch = setup_lib.to_global(_ring8_batch(i), setup.batch_sharding)
       state, metrics = step(state, batch, base_key)
       losses.append([float(metrics['loss/discriminator']), float(metrics['loss/generator'])])
     results[n] = (jax.device_get(state), losses)

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from gen import train
+from gen import setup as setup_lib
 from gen.errors import ConfigError
 from gen.metrics import inception, inception_weights, sample_quality
 from gen.utils.images import _to_uint8
@@ -72,7 +72,7 @@ def test_output_shapes_from_init():
   assert np.all(np.asarray(out['features']) >= 0)  # a mean of ReLU outputs
   assert not np.allclose(out['features'][0], out['features'][1])
   # Batch sharded over gen's 'data' mesh axis: the same numbers.
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = setup_lib.make_mesh(jax.devices()[:1])
   sharded = inception.make_feature_fn(params, mesh=mesh)(images)
   np.testing.assert_allclose(sharded['features'], out['features'], rtol=1e-5, atol=1e-6)
 

@@ -50,7 +50,7 @@ def test_short_run_evaluates_its_ema_at_least_as_well_as_its_raw_weights(tmp_pat
   cosine schedule has annealed the raw weights by then, and the EMA trails them by 0.007-0.017
   over seeds 0-4, experiments/RESULTS.md). Without the warm-up, 13.5% of that EMA was still the
   random initialisation: 0/8 modes."""
-  from gen import train
+  from gen import modes
   from gen.utils import workdir as workdir_lib
 
   seed = int(os.environ.get('GEN_QUALITY_SEED', '0'))
@@ -58,7 +58,7 @@ def test_short_run_evaluates_its_ema_at_least_as_well_as_its_raw_weights(tmp_pat
   ema = run_one('ddpm_ring8', seed, perturb, str(tmp_path / 'run'), ('train.num_steps=2000',))
   config = workdir_lib.read_config(str(tmp_path / 'run'))
   config.sample.use_ema = False
-  raw = train.evaluate(config, str(tmp_path / 'run'), output_dir=str(tmp_path / 'raw'))
+  raw = modes.evaluate(config, str(tmp_path / 'run'), output_dir=str(tmp_path / 'raw'))
   print('seed', seed, perturb, 'ema', ema, 'raw', raw)
   assert ema['modes_covered'] == 8 and ema['high_quality_fraction'] >= 0.7, ema
   assert ema['high_quality_fraction'] >= raw['high_quality_fraction'] - 0.03, (ema, raw)

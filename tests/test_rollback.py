@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gen import objectives, train
+from gen import setup as setup_lib
 from gen.utils.writers import read_metrics
 from tests.conftest import load_state
 
@@ -32,7 +33,7 @@ def _ebm_config():
 
 def _train(config, workdir, **kwargs):
   return train.train_and_evaluate(
-    config, str(workdir), mesh=train.make_mesh(jax.devices()[:1]), **kwargs
+    config, str(workdir), mesh=setup_lib.make_mesh(jax.devices()[:1]), **kwargs
   )
 
 

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from gen import setup as setup_lib
 from gen import train
 from gen.errors import ConfigError
 from gen.utils import checkpoint as ckpt_lib
@@ -26,7 +27,7 @@ SMOKE = '--config=experiments/ddpm_ring8.py:smoke'
 
 
 def _mesh():
-  return train.make_mesh(jax.devices()[:1])
+  return setup_lib.make_mesh(jax.devices()[:1])
 
 
 def _write_lock(workdir, **info):

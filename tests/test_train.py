@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen import train
+from gen import modes, train
+from gen import setup as setup_lib
 from gen.errors import ConfigError
 from gen.utils.writers import read_metrics
 from tests.conftest import load_state, read_tensorboard
@@ -21,7 +22,7 @@ from tests.conftest import load_state, read_tensorboard
 
 def _train(config, workdir, **kwargs):
   return train.train_and_evaluate(
-    config, str(workdir), mesh=train.make_mesh(jax.devices()[:1]), **kwargs
+    config, str(workdir), mesh=setup_lib.make_mesh(jax.devices()[:1]), **kwargs
   )
 
 
@@ -57,15 +58,15 @@ def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
 
 
 def test_step_compiles_once(smoke_config):
-  setup = train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
+  setup = setup_lib.build(smoke_config, setup_lib.make_mesh(jax.devices()[:1]))
   counted = chex.assert_max_traces(setup.objective.step, n=1)
   object.__setattr__(setup.objective, 'step', counted)  # frozen dataclass: patch for the test
   step_fn = train.make_train_step(setup)
-  state = train.init_state(setup)
-  it = train.make_loader_iter(setup)
+  state = setup_lib.init_state(setup)
+  it = setup_lib.make_loader_iter(setup)
   key = jax.random.key(0)
   for _ in range(12):
-    state, metrics = step_fn(state, train.to_global(next(it), setup.batch_sharding), key)
+    state, metrics = step_fn(state, setup_lib.to_global(next(it), setup.batch_sharding), key)
   assert int(state.step) == 12 and np.isfinite(float(metrics['loss']))
 
 
@@ -96,7 +97,7 @@ def test_resume_is_exact(smoke_config, tmp_path):
 def test_eval_and_sample_modes(smoke_config, tmp_path):
   wd = tmp_path / 'run'
   _train(smoke_config, wd)
-  values = train.evaluate(smoke_config, str(wd))
+  values = modes.evaluate(smoke_config, str(wd))
   assert set(values) == {
     'modes_covered',
     'high_quality_fraction',
@@ -106,7 +107,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   }
   trained = {p.name: p.read_bytes() for p in (wd / 'samples').iterdir()}
   assert {'step_10.png', 'step_20.png'} <= set(trained)
-  path = train.sample(smoke_config, str(wd), 100)
+  path = modes.sample(smoke_config, str(wd), 100)
   assert path.endswith(os.path.join('samples', 'step_20.npz'))
   with np.load(path) as f:
     chex.assert_shape(f['samples'], (100, 2))
@@ -114,7 +115,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   assert os.path.exists(path[:-4] + '_sampled.png')  # its own picture, not training's
   # Every picture training drew (grid, strips) is byte-identical after --mode=sample.
   assert {name: (wd / 'samples' / name).read_bytes() for name in trained} == trained
-  older = train.sample(smoke_config, str(wd), 10, step=10)
+  older = modes.sample(smoke_config, str(wd), 10, step=10)
   assert older.endswith('step_10.npz')
   # Training's pictures, losses and evaluation are in TensorBoard; --mode=eval adds its numbers.
   events = read_tensorboard(str(wd))
@@ -122,7 +123,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   assert set(events['train/loss']) == {5, 10, 15, 20} and events['eval/sliced_w2'] == {20: 'scalar'}
   assert 'perf/steps_per_sec' in events and 'perf/compile_seconds' in events  # grouped tags
   before = len(read_metrics(str(wd)))
-  train.evaluate(smoke_config, str(wd), step=10)
+  modes.evaluate(smoke_config, str(wd), step=10)
   assert set(read_tensorboard(str(wd))['eval/sliced_w2']) == {10, 20}
   assert len(read_metrics(str(wd))) == before  # metrics.jsonl stays training's own log
 
@@ -210,7 +211,7 @@ def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
   config.eval.bpd_num = 64
   wd = tmp_path / 'run'
   _train(config, wd)
-  values = train.evaluate(config, str(wd))
+  values = modes.evaluate(config, str(wd))
   assert set(values) == {'sliced_w2', 'sample_nfe', 'bpd', 'bpd_nfe', 'protocol'}
   assert np.isfinite(values['bpd']) and values['bpd_nfe'] > 6
 
@@ -239,7 +240,7 @@ def test_gradient_accumulation_must_divide_the_batch(smoke_config):
   with pytest.raises(
     ConfigError, match=r'train\.grad_accum=3 must be an integer >= 1 that divides'
   ):
-    train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
+    setup_lib.build(smoke_config, setup_lib.make_mesh(jax.devices()[:1]))
 
 
 @pytest.mark.slow
@@ -256,12 +257,12 @@ def test_bfloat16_compute_keeps_float32_state(name, tmp_path):
     c = importlib.import_module(f'experiments.{name}').get_config('smoke')
     c.data.data_dir = str(tmp_path)
     c.train.compute_dtype = dtype
-    setup = train.build(c, train.make_mesh(jax.devices()[:1]))
-    state = train.init_state(setup)
+    setup = setup_lib.build(c, setup_lib.make_mesh(jax.devices()[:1]))
+    state = setup_lib.init_state(setup)
     state = state.replace(  # away from the zero-initialised output layer
       params=jax.tree.map(lambda a: a + 0.05 * jax.random.normal(key, a.shape), state.params)
     )
-    batch = train.to_global(next(train.make_loader_iter(setup)), setup.batch_sharding)
+    batch = setup_lib.to_global(next(setup_lib.make_loader_iter(setup)), setup.batch_sharding)
     step = train.make_train_step(setup)
     hlo[dtype] = step.lower(state, batch, key).as_text()
     new_state, metrics = step(state, batch, key)
@@ -279,7 +280,7 @@ def test_bfloat16_compute_keeps_float32_state(name, tmp_path):
 def test_unknown_compute_dtype(smoke_config):
   smoke_config.train.compute_dtype = 'float16'
   with pytest.raises(ConfigError, match=r"train\.compute_dtype='float16': choose"):
-    train.build(smoke_config, train.make_mesh(jax.devices()[:1]))
+    setup_lib.build(smoke_config, setup_lib.make_mesh(jax.devices()[:1]))
 
 
 @pytest.mark.slow

@@ -57,17 +57,17 @@ def class_agreement(config, state, mesh, num: int = CLASS_SAMPLES) -> tuple[floa
   import numpy as np
   from sklearn.linear_model import LogisticRegression
 
-  from gen import train
+  from gen import setup as setup_lib
   from gen.data import digits
 
   x, y = digits.digits_arrays()
   x = x.reshape(len(x), -1)
   n = digits.NUM_TRAIN
   clf = LogisticRegression(max_iter=2000).fit(x[:n], y[:n])
-  setup = train.build(config, mesh)
-  out = train.make_sample_fn(setup, num)(state, jax.random.key(0))
-  labels = np.asarray(out['labels'])
-  predicted = clf.predict(np.asarray(out['samples']).reshape(num, -1))
+  setup = setup_lib.build(config, mesh)
+  out = setup_lib.make_sample_fn(setup, num)(state, jax.random.key(0))
+  labels = np.asarray(out.labels)
+  predicted = clf.predict(np.asarray(out.x).reshape(num, -1))
   return float(np.mean(predicted == labels)), float(clf.score(x[n:], y[n:]))
 
 
@@ -90,6 +90,7 @@ def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> d
   """Trains experiment `name` with `seed` under `perturb` in `workdir`; returns its metrics."""
   import jax
 
+  from gen import setup as setup_lib
   from gen import train
 
   if perturb not in PERTURBATIONS:
@@ -100,17 +101,17 @@ def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> d
     key, text = item.split('=', 1)
     _set(config, key, text)
   config.train.sample_every = config.train.ckpt_every = config.train.num_steps
-  mesh = train.make_mesh(jax.devices()[:1])
-  init = train.init_state
+  mesh = setup_lib.make_mesh(jax.devices()[:1])
+  init = setup_lib.init_state
   if perturb == 'ulp':
-    train.init_state = lambda setup: (
+    setup_lib.init_state = lambda setup: (
       lambda s: s.replace(params=nudge(s.params), ema_params=nudge(s.ema_params))
     )(init(setup))
   t0 = time.perf_counter()
   try:
     state = train.train_and_evaluate(config, workdir, mesh=mesh)
   finally:
-    train.init_state = init
+    setup_lib.init_state = init
   wall = time.perf_counter() - t0
   path = os.path.join(workdir, 'eval', f'step_{config.train.num_steps}.json')
   values = {}

@@ -44,8 +44,8 @@ DIGITS_METRICS = (
 
 
 def has_likelihood(objective) -> bool:
-  """Whether `objective` can compute bits/dim (diffusion: PF-ODE or the DDPM bound)."""
-  return hasattr(objective, 'bits_per_dim')
+  """Whether `objective` declares a likelihood (`bits_per_dim`; gen.objectives.contract)."""
+  return objective.capabilities.likelihood
 
 
 def default_metrics(spec, objective=None) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ its operands, as observed on CPU); `nearest_neighbour` recomputes the distance o
 found from the rows' difference, so copies are at distance exactly 0.
 
 The query rows are sharded over the 'data' axis of a `jax.sharding.Mesh` (gen's
-`train.make_mesh()`; None: the first device), padded to a multiple of the device count times
+`gen.setup.make_mesh()`; None: the first device), padded to a multiple of the device count times
 the block size, and the padding is dropped; the reference set is replicated. Every device
 processes its rows in blocks of the same size whatever the device count, so the results do not
 depend on it. The reference set [M, D] and a [block, M] tile of distances must fit on a device.

@@ -175,7 +175,7 @@ def kid(
     subset_size: rows per subset per set, capped at min(N_a, N_b); at least 2 must remain.
     seed: int seed of the subset draws.
     mesh: a `jax.sharding.Mesh` with a 'data' axis to shard the subsets over (gen's
-      `train.make_mesh()`); None runs on the first device.
+      `gen.setup.make_mesh()`); None runs on the first device.
 
   Returns:
     (mean, std) as Python floats; the mean can be slightly negative (it is unbiased).

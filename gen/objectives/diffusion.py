@@ -35,6 +35,7 @@ from gen import samplers
 from gen import state as state_lib
 from gen.metrics import likelihood
 from gen.models import precision
+from gen.objectives.contract import Capabilities, Samples
 from gen.processes import parameterization as param_lib
 
 NET = 'denoiser'
@@ -173,7 +174,11 @@ class Diffusion:
     use_ema: sample from the EMA parameters.
     grad_accum: micro-batches per step (gradient accumulation; see `step`).
     compute_dtype: 'float32' or 'bfloat16': the network's arithmetic (gen.models.precision).
+    bpd_trace, bpd_rtol, bpd_atol: the probability-flow ODE of `bits_per_dim` (continuous
+      processes): its divergence estimator (auto | exact | hutchinson) and tolerances.
   """
+
+  capabilities = Capabilities(likelihood=True, grad_accum=True, bfloat16=True)
 
   model: nn.Module
   process: Any
@@ -200,6 +205,9 @@ class Diffusion:
   use_ema: bool = True
   grad_accum: int = 1
   compute_dtype: str = 'float32'
+  bpd_trace: str = 'auto'
+  bpd_rtol: float = 1e-5
+  bpd_atol: float = 1e-5
 
   # -- the network as a prediction of the declared kind ------------------------------------
 
@@ -315,13 +323,12 @@ class Diffusion:
     metrics = {'loss': loss, f'grad_norm/{NET}': grad_norm, 'lr': self.lr_fn(state.step)}
     return new_state, metrics
 
-  def _sample(self, state, rng, num: int, trajectory: bool = False):
+  def _sample(self, state, rng, num: int, labels=None, trajectory: bool = False):
     params = (state.ema_params if self.use_ema else state.params)[NET]
     key_init, key_chain = jax.random.split(rng)
-    labels = None
-    if self.num_classes:
+    if self.num_classes and labels is None:
       labels = jnp.arange(num, dtype=jnp.int32) % self.num_classes
-    denoise = self.denoise_fn(params, labels, self.guidance_scale)
+    denoise = self.denoise_fn(params, labels if self.num_classes else None, self.guidance_scale)
     x_init = self.process.prior_std * jax.random.normal(key_init, (num, *self.shape))
     ts = samplers.timesteps(self.process, self.num_steps, self.spacing, self.rho)
     result = samplers.run(
@@ -334,7 +341,7 @@ class Diffusion:
       trajectory=trajectory,
       **self.sampler_options,
     )
-    return result, x_init, labels
+    return result, x_init, labels if self.num_classes else None
 
   def sample_protocol(self) -> dict[str, Any]:
     """How `sample` draws, for the eval JSON's protocol: the sampler and its settings."""
@@ -351,13 +358,11 @@ class Diffusion:
       out['guidance_scale'] = self.guidance_scale
     return out
 
-  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
-    """`num` samples (labels cycle through the classes when conditional) and the sampler's NFE."""
-    result, _, labels = self._sample(state, rng, num)
-    out = {'samples': result.samples, 'nfe': jnp.asarray(result.nfe, jnp.int32)}
-    if labels is not None:
-      out['labels'] = labels
-    return out
+  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int, labels=None) -> Samples:
+    """`num` samples (labels cycle through the classes when conditional, unless given) and the
+    sampler's NFE."""
+    result, _, labels = self._sample(state, rng, num, labels)
+    return Samples(result.samples, labels, {'nfe': jnp.asarray(result.nfe, jnp.int32)})
 
   def trajectory(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> jax.Array:
     """[TRAJECTORY_FRAMES, num, ...]: the prior noise, then states evenly along the sampler's
@@ -368,15 +373,30 @@ class Diffusion:
     index = sorted({round(i * last / (TRAJECTORY_FRAMES - 1)) for i in range(TRAJECTORY_FRAMES)})
     return path[jnp.asarray(index)]
 
+  def pictures(self, state: state_lib.TrainState, key: jax.Array) -> dict[str, jax.Array]:
+    """Images: the denoising trajectory of 8 samples; other data: none."""
+    return {'trajectory': self.trajectory(state, key, 8)} if len(self.shape) == 3 else {}
+
+  def picture_captions(self) -> dict[str, str]:
+    return {'trajectory': 'denoising: one row per sample, noise (left) to sample (right)'}
+
+  def likelihood_protocol(self) -> dict[str, Any]:
+    """How `bits_per_dim` computes, for the eval JSON's protocol."""
+    if self.process.is_discrete:
+      return {'method': 'ddpm_elbo', 'variance': self.sampler_options.get('variance', 'beta')}
+    return {
+      'method': 'probability_flow_ode',
+      'trace': self.bpd_trace,
+      'rtol': self.bpd_rtol,
+      'atol': self.bpd_atol,
+    }
+
   def bits_per_dim(
     self,
     state: state_lib.TrainState,
     x: jax.Array,
     key: jax.Array,
     num_bins: int = 0,
-    trace: str = 'auto',
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
   ) -> dict[str, jax.Array]:
     """{'bpd', 'bpd_nfe'}: the likelihood of data x [B, ...] in bits/dim.
 
@@ -406,9 +426,9 @@ class Diffusion:
       x,
       key,
       num_bins=num_bins or None,
-      trace=trace,
-      rtol=rtol,
-      atol=atol,
+      trace=self.bpd_trace,
+      rtol=self.bpd_rtol,
+      atol=self.bpd_atol,
       t_start=t_start,
     )
     return {'bpd': bpd, 'bpd_nfe': nfe}

@@ -32,6 +32,7 @@ import optax
 
 from gen import state as state_lib
 from gen.models import energy as energy_lib
+from gen.objectives.contract import Capabilities, Samples
 from gen.samplers.langevin import langevin_step
 
 NET = 'energy'
@@ -225,6 +226,8 @@ class EBM:
     use_ema: sample from the EMA parameters.
   """
 
+  capabilities = Capabilities()
+
   model: nn.Module
   output: str
   loss: str
@@ -414,13 +417,22 @@ class EBM:
       'use_ema': self.use_ema,
     }
 
-  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
-    """`num` samples from `sample_steps` chain steps started from noise (NFE = gradient calls)."""
+  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int, labels=None) -> Samples:
+    """`num` samples from `sample_steps` chain steps started from noise (NFE = gradient calls;
+    unconditional: `labels` is ignored)."""
+    del labels
     _, x, _ = self._sample(state, rng, num)
-    return {
-      'samples': x,
-      'nfe': jnp.asarray(self.sample_steps * (2 if self.mala else 1), jnp.int32),
-    }
+    return Samples(
+      x, None, {'nfe': jnp.asarray(self.sample_steps * (2 if self.mala else 1), jnp.int32)}
+    )
+
+  def pictures(self, state: state_lib.TrainState, key: jax.Array) -> dict[str, jax.Array]:
+    """Images: 8 chains from noise to samples; other data: none."""
+    return {'trajectory': self.trajectory(state, key, 8)} if len(self.shape) == 3 else {}
+
+  def picture_captions(self) -> dict[str, str]:
+    what = 'Gibbs chain' if self.gibbs else 'Langevin chain'
+    return {'trajectory': f'{what}: one row per sample, noise (left) to sample (right)'}
 
   def trajectory(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> jax.Array:
     """[TRAJECTORY_FRAMES, num, ...]: Langevin chains from noise (left) to the samples."""

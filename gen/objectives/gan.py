@@ -34,6 +34,7 @@ import optax
 
 from gen import state as state_lib
 from gen.models import precision
+from gen.objectives.contract import Capabilities, Samples
 from gen.samplers.editing import slerp
 
 G, D = 'generator', 'discriminator'
@@ -258,6 +259,8 @@ class GAN:
       parameters, optimizer states, losses and penalties stay float32.
   """
 
+  capabilities = Capabilities(bfloat16=True)
+
   generator: nn.Module
   discriminator: nn.Module
   loss: str
@@ -435,22 +438,33 @@ class GAN:
       out['drs_percentile'] = self.drs_percentile
     return out
 
-  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> dict[str, jax.Array]:
-    """`num` samples G(z) (labels cycle through the classes when conditional); with
-    rejection_sampling, the survivors of discriminator rejection sampling and the acceptance."""
+  def sample(self, state: state_lib.TrainState, rng: jax.Array, num: int, labels=None) -> Samples:
+    """`num` samples G(z) (labels cycle through the classes when conditional, unless given);
+    with rejection_sampling, the survivors of discriminator rejection sampling and the
+    acceptance rate ('drs_acceptance')."""
     k_z, k_drs = jax.random.split(rng)
-    labels = jnp.arange(num, dtype=jnp.int32) % self.num_classes if self.num_classes else None
+    nfe = {'nfe': jnp.ones((), jnp.int32)}
+    if not self.num_classes:
+      labels = None
+    elif labels is None:
+      labels = jnp.arange(num, dtype=jnp.int32) % self.num_classes
     if not self.rejection_sampling:
       z = jax.random.normal(k_z, (num, self.latent_dim))
       x, _ = self.generate(self._g_params(state), state.extra[G], z, labels)
-      out = {'samples': x, 'nfe': jnp.ones((), jnp.int32)}
-      return out if labels is None else {**out, 'labels': labels}
+      return Samples(x, labels, nfe)
     m = num * self.drs_candidates
     z = jax.random.normal(k_z, (m, self.latent_dim))
     x, _ = self.generate(self._g_params(state), state.extra[G], z)
     logits, _ = self.discriminate(state.params[D], state.extra[D], x, train=False)
     x, acceptance = rejection_sample(k_drs, x, logits, num, self.drs_percentile)
-    return {'samples': x, 'nfe': jnp.ones((), jnp.int32), 'acceptance': acceptance}
+    return Samples(x, None, {**nfe, 'drs_acceptance': acceptance})
+
+  def pictures(self, state: state_lib.TrainState, key: jax.Array) -> dict[str, jax.Array]:
+    """Images: 8 linear and 8 spherical latent interpolations; other data: none."""
+    return {'interpolation': self.interpolation(state, key, 8)} if len(self.shape) == 3 else {}
+
+  def picture_captions(self) -> dict[str, str]:
+    return {'interpolation': 'latent interpolation: rows 1-8 linear, rows 9-16 spherical (slerp)'}
 
   def interpolation(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> jax.Array:
     """[INTERPOLATION_FRAMES, 2 num, ...]: G along straight lines between `num` pairs of latents
