@@ -19,11 +19,11 @@ from experiments import base, gan_common
 def get_config(arg: str | None = None):
   """Conditional GAN (Mirza & Osindero 2014) with the projection discriminator (Miyato & Koyama
   2018): hinge loss, spectral normalisation, the generator sees a label embedding next to z."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_common.digits_dcgan(c)
-  c.objective.conditional = True
-  c.objective.cond_discriminator = 'projection'
-  c.objective.loss = 'hinge'
+  c.gan.conditional = True
+  c.gan.cond_discriminator = 'projection'
+  c.gan.loss = 'hinge'
   c.model.dcgan.g_norm = 'batch'
   c.model.dcgan.d_norm = 'none'
   c.model.dcgan.spectral_norm = True

@@ -93,11 +93,11 @@ def smoke(c: ml_collections.ConfigDict) -> None:
     c.model.unet.ch = 8
     c.model.unet.num_groups = 4
     c.model.unet.num_res_blocks = 1
-  if c.objective.process.startswith('discrete'):
-    c.objective.num_timesteps = 50
-    c.sample.num_steps = 0
+  if c.diffusion.process.startswith('discrete'):
+    c.diffusion.num_timesteps = 50
+    c.diffusion.sample.num_steps = 0
   else:
-    c.sample.num_steps = min(c.sample.num_steps or 10, 10)
+    c.diffusion.sample.num_steps = min(c.diffusion.sample.num_steps or 10, 10)
 
 
 def variant(c: ml_collections.ConfigDict, arg: str | None, name: str) -> ml_collections.ConfigDict:

@@ -15,9 +15,9 @@ def get_config(arg: str | None = None):
   """DCGAN (Radford et al. 2016): non-saturating loss, batch norm in both networks (not on D's
   input layer), transposed 4x4 stride-2 convolutions 4x4x512 -> 32x32, LeakyReLU 0.2 in D,
   Adam 2e-4 with b1 0.5, batch 128, z ~ N(0, I) of 100 dimensions."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_common.cifar10_dcgan(c)
-  c.objective.loss = 'non_saturating'
+  c.gan.loss = 'non_saturating'
   c.model.dcgan.g_ch = 64  # G: 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x64 -> 3
   c.model.dcgan.d_ch = 128  # D mirrors it: 32x32x128 (3x3) -> 16x16x128 -> 8x8x256 -> 4x4x512
   c.model.dcgan.g_norm = 'batch'

@@ -16,9 +16,9 @@ from experiments import base, gan_common
 
 def get_config(arg: str | None = None):
   """DCGAN (Radford et al. 2016): non-saturating loss, batch norm in both networks."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_common.digits_dcgan(c)
-  c.objective.loss = 'non_saturating'
+  c.gan.loss = 'non_saturating'
   c.model.dcgan.g_norm = 'batch'
   c.model.dcgan.d_norm = 'batch'
   c.train.num_steps = 4000

@@ -12,12 +12,12 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """35.7M-parameter U-Net, linear betas 1e-4..0.02 over 1,000 steps, eps prediction."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.cifar10_unet(c)
-  c.objective.process = 'discrete_linear'
-  c.objective.num_timesteps = 1000
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'uniform'
-  c.sample.sampler = 'ddpm'
+  c.diffusion.process = 'discrete_linear'
+  c.diffusion.num_timesteps = 1000
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'uniform'
+  c.diffusion.sample.sampler = 'ddpm'
   return common.variant(c, arg, 'ddpm_cifar10')

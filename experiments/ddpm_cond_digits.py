@@ -13,18 +13,18 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """ddpm_digits plus labels: 10% null labels in training, guidance w = 2 at sampling."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.digits_unet(c)
-  c.objective.process = 'discrete_linear'
-  c.objective.num_timesteps = 1000
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'uniform'
-  c.objective.conditional = True
-  c.objective.label_dropout = 0.1
+  c.diffusion.process = 'discrete_linear'
+  c.diffusion.num_timesteps = 1000
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'uniform'
+  c.diffusion.conditional = True
+  c.diffusion.label_dropout = 0.1
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'ddpm'
-  c.sample.guidance_scale = 2.0
+  c.diffusion.sample.sampler = 'ddpm'
+  c.diffusion.sample.guidance_scale = 2.0
   return common.variant(c, arg, 'ddpm_cond_digits')

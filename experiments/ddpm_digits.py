@@ -19,17 +19,17 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """DDPM (Ho et al. 2020): linear betas, 1,000 steps, eps prediction, ancestral sampling."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.digits_unet(c)
-  c.objective.process = 'discrete_linear'
-  c.objective.num_timesteps = 1000
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'uniform'
+  c.diffusion.process = 'discrete_linear'
+  c.diffusion.num_timesteps = 1000
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'uniform'
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'ddpm'
+  c.diffusion.sample.sampler = 'ddpm'
   # The digits metrics (FD-digits, IS, KID, precision/recall, density/coverage, memorisation,
   # sliced W2) and bits/dim from the DDPM bound over 17 pixel levels.
   c.eval.metrics = ('auto',)

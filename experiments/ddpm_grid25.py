@@ -14,17 +14,17 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """DDPM (Ho et al. 2020): linear betas, 1,000 steps, eps prediction, ancestral sampling."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   c.data.name = 'grid25'
   common.toy_mlp(c)
-  c.objective.process = 'discrete_linear'
-  c.objective.num_timesteps = 1000
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'uniform'
+  c.diffusion.process = 'discrete_linear'
+  c.diffusion.num_timesteps = 1000
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'uniform'
   c.train.num_steps = 10_000
   c.train.ckpt_every = 2500
   c.train.sample_every = 5000
-  c.sample.sampler = 'ddpm'
+  c.diffusion.sample.sampler = 'ddpm'
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
   return common.variant(c, arg, 'ddpm_grid25')

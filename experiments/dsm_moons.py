@@ -28,13 +28,13 @@ from experiments import base, ebm_common
 
 def get_config(arg: str | None = None):
   """Returns the dsm_moons config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   ebm_common.toy_network(c, 'moons', 512, 'score_mlp', 'dsm')
-  c.objective.dsm_sigma = 0.1
-  c.objective.init_range = 3.0
-  c.objective.sample_chain_steps = 1000
-  c.objective.step_size = 5e-3
-  c.objective.noise_scale = 1.0
+  c.ebm.dsm_sigma = 0.1
+  c.ebm.init_range = 3.0
+  c.ebm.sample.chain_steps = 1000
+  c.ebm.step_size = 5e-3
+  c.ebm.noise_scale = 1.0
   ebm_common.adam(c, 1e-3, 0.9, 100, 'cosine')
   ebm_common.toy_run(c, 5000, 250, 2500, 0.999, ('sliced_w2',))
   return ebm_common.variant(c, arg, 'dsm_moons')

@@ -31,23 +31,22 @@ def get_config(arg: str | None = None):
   bias correction) still holds ~30% of the initial weights at step 1200 and its samples are
   blobs (sliced_w2 0.175, lower, but the pictures are not digits), hence sample.use_ema = False.
   """
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   c.data.name = 'digits'
   c.data.batch_size = 32
   c.model.name = 'energy_conv'
   c.model.energy_conv.ch = 32
   c.model.energy_conv.num_levels = 2
   c.model.energy_conv.spectral_norm = False
-  c.objective.name = 'ebm'
-  c.objective.loss = 'cd'
-  c.objective.energy_alpha = 0.1
-  c.objective.chain_init = 'noise'
-  c.objective.init_range = 1.0
-  c.objective.chain_steps = 20
-  c.objective.step_size = 20.0
-  c.objective.noise_scale = 0.002
-  c.objective.chain_grad_clip = 0.01
-  c.objective.sample_chain_steps = 20
+  c.ebm.loss = 'cd'
+  c.ebm.energy_alpha = 0.1
+  c.ebm.chain_init = 'noise'
+  c.ebm.init_range = 1.0
+  c.ebm.chain_steps = 20
+  c.ebm.step_size = 20.0
+  c.ebm.noise_scale = 0.002
+  c.ebm.chain_grad_clip = 0.01
+  c.ebm.sample.chain_steps = 20
   c.optim.lr = 3e-4
   c.optim.b1 = 0.0
   c.optim.b2 = 0.999
@@ -65,8 +64,8 @@ def get_config(arg: str | None = None):
   if arg == 'smoke':
     c.data.batch_size = 16
     c.model.energy_conv.ch = 8
-    c.objective.chain_steps = 3
-    c.objective.sample_chain_steps = 4
+    c.ebm.chain_steps = 3
+    c.ebm.sample.chain_steps = 4
     c.train.num_steps = 20
     c.train.log_every = 5
     c.train.ckpt_every = 10

@@ -28,15 +28,15 @@ from experiments import base, ebm_common
 
 def get_config(arg: str | None = None):
   """Returns the ebm_cd_ring8 config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   ebm_common.toy_network(c, 'ring8', 256, 'energy_mlp', 'cd')
-  c.objective.energy_alpha = 0.1
-  c.objective.chain_init = 'noise'  # short-run: a fresh chain from noise for every negative
-  c.objective.init_range = 2.5
-  c.objective.chain_steps = 40
-  c.objective.sample_chain_steps = 40  # sample exactly as trained
-  c.objective.step_size = 0.05
-  c.objective.noise_scale = 0.05
+  c.ebm.energy_alpha = 0.1
+  c.ebm.chain_init = 'noise'  # short-run: a fresh chain from noise for every negative
+  c.ebm.init_range = 2.5
+  c.ebm.chain_steps = 40
+  c.ebm.sample.chain_steps = 40  # sample exactly as trained
+  c.ebm.step_size = 0.05
+  c.ebm.noise_scale = 0.05
   ebm_common.adam(c, 1e-3, 0.5, 0, 'constant')
   ebm_common.toy_run(
     c, 2000, 100, 500, 0.99, ('modes_covered', 'high_quality_fraction', 'sliced_w2')

@@ -19,25 +19,24 @@ def get_config(arg: str | None = None):
   b1 = 0, b2 = 0.999, batch 128. gen's energy net is a plain SiLU CNN (not IGEBM's ResNet):
   three levels of 128/256/512 channels.
   """
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   c.data.name = 'cifar10'
   c.data.batch_size = 128
   c.model.name = 'energy_conv'
   c.model.energy_conv.ch = 128
   c.model.energy_conv.num_levels = 3
   c.model.energy_conv.spectral_norm = True
-  c.objective.name = 'ebm'
-  c.objective.loss = 'cd'
-  c.objective.energy_alpha = 1.0
-  c.objective.chain_init = 'buffer'
-  c.objective.buffer_size = 10_000
-  c.objective.reinit_prob = 0.05
-  c.objective.init_range = 1.0
-  c.objective.chain_steps = 60
-  c.objective.step_size = 20.0
-  c.objective.noise_scale = 0.001
-  c.objective.chain_grad_clip = 0.01
-  c.objective.sample_chain_steps = 60
+  c.ebm.loss = 'cd'
+  c.ebm.energy_alpha = 1.0
+  c.ebm.chain_init = 'buffer'
+  c.ebm.buffer_size = 10_000
+  c.ebm.reinit_prob = 0.05
+  c.ebm.init_range = 1.0
+  c.ebm.chain_steps = 60
+  c.ebm.step_size = 20.0
+  c.ebm.noise_scale = 0.001
+  c.ebm.chain_grad_clip = 0.01
+  c.ebm.sample.chain_steps = 60
   c.optim.lr = 1e-4
   c.optim.b1 = 0.0
   c.optim.b2 = 0.999

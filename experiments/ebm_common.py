@@ -13,10 +13,9 @@ def toy_network(c: ml_collections.ConfigDict, data: str, batch: int, model: str,
   c.model.name = model
   c.model[model].features = (128, 128, 128)
   c.model[model].spectral_norm = False
-  c.objective.name = 'ebm'
-  c.objective.loss = loss
-  c.objective.chain_grad_clip = 0.0
-  c.objective.mala = False
+  c.ebm.loss = loss
+  c.ebm.chain_grad_clip = 0.0
+  c.ebm.mala = False
 
 
 def adam(c: ml_collections.ConfigDict, lr: float, b1: float, warmup: int, schedule: str) -> None:
@@ -61,11 +60,11 @@ def variant(
     if batch:
       c.data.batch_size = batch
     c.model[c.model.name].features = (32, 32)
-    if c.objective.loss == 'cd':
-      c.objective.chain_steps = 5
-      c.objective.sample_chain_steps = 5
+    if c.ebm.loss == 'cd':
+      c.ebm.chain_steps = 5
+      c.ebm.sample.chain_steps = 5
     else:
-      c.objective.sample_chain_steps = 10
+      c.ebm.sample.chain_steps = 10
     c.train.num_steps = 20
     c.train.log_every = 5
     c.train.ckpt_every = 10

@@ -16,24 +16,26 @@ from gen import metrics as metrics_lib
 
 def get_config(arg: str | None = None):
   """EDM: sigma in [0.002, 80], sigma_data 0.5, ln sigma ~ N(-1.2, 1.2^2), Heun 18 steps."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.digits_unet(c)
-  c.objective.process = 'edm'
-  c.objective.sigma_min = 0.002
-  c.objective.sigma_max = 80.0
-  c.objective.sigma_data = 0.5
-  c.objective.parameterization = 'x0'  # the preconditioned denoiser D(x; sigma)
-  c.objective.edm_preconditioning = True
-  c.objective.weighting = 'edm'
-  c.objective.time_sampling = 'lognormal'
-  c.objective.lognormal_mean = -1.2
-  c.objective.lognormal_std = 1.2
+  c.diffusion.process = 'edm'
+  c.diffusion.sigma_min = 0.002
+  c.diffusion.sigma_max = 80.0
+  c.diffusion.sigma_data = 0.5
+  c.diffusion.parameterization = 'x0'  # the preconditioned denoiser D(x; sigma)
+  c.diffusion.edm_preconditioning = True
+  c.diffusion.weighting = 'edm'
+  c.diffusion.time_sampling = 'lognormal'
+  c.diffusion.lognormal_mean = -1.2
+  c.diffusion.lognormal_std = 1.2
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'edm'  # Karras et al.'s Heun sampler (s_churn = 0: their Algorithm 1)
-  c.sample.num_steps = 18
-  c.sample.spacing = 'karras'
-  c.sample.rho = 7.0
+  c.diffusion.sample.sampler = (
+    'edm'  # Karras et al.'s Heun sampler (s_churn = 0: their Algorithm 1)
+  )
+  c.diffusion.sample.num_steps = 18
+  c.diffusion.sample.spacing = 'karras'
+  c.diffusion.sample.rho = 7.0
   c.eval.metrics = (*metrics_lib.DIGITS_METRICS, 'bpd')
   return common.variant(c, arg, 'edm_digits')

@@ -28,12 +28,12 @@ from experiments import base, ebm_common
 
 def get_config(arg: str | None = None):
   """Returns the exact_sm_ring8 config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   ebm_common.toy_network(c, 'ring8', 256, 'energy_mlp', 'exact_sm')
-  c.objective.init_range = 2.5
-  c.objective.sample_chain_steps = 2000
-  c.objective.step_size = 1e-4
-  c.objective.noise_scale = 1.0
+  c.ebm.init_range = 2.5
+  c.ebm.sample.chain_steps = 2000
+  c.ebm.step_size = 1e-4
+  c.ebm.noise_scale = 1.0
   ebm_common.adam(c, 3e-3, 0.9, 100, 'cosine')
   ebm_common.toy_run(
     c, 4000, 100, 1000, 0.999, ('modes_covered', 'high_quality_fraction', 'sliced_w2')

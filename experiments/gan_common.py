@@ -13,7 +13,7 @@ def gan_optimizers(
   c: ml_collections.ConfigDict, lr: float, b1: float = 0.5, b2: float = 0.999, lr_d: float = 0.0
 ) -> None:
   """Adam for both players (lr_d: the discriminator's, default lr), constant learning rates."""
-  for o, rate in ((c.optim, lr), (c.optim_d, lr_d or lr)):
+  for o, rate in ((c.optim, lr), (c.gan.optim_d, lr_d or lr)):
     o.optimizer = 'adam'
     o.lr = rate
     o.b1 = b1
@@ -39,8 +39,7 @@ def digits_dcgan(c: ml_collections.ConfigDict) -> None:
   c.model.name = 'dcgan'
   c.model.dcgan.g_ch = 64
   c.model.dcgan.d_ch = 32
-  c.objective.name = 'gan'
-  c.objective.latent_dim = 100
+  c.gan.latent_dim = 100
   gan_optimizers(c, 2e-4)
   c.train.ema_rate = 0.999
   c.train.sample_every = 1000
@@ -60,8 +59,7 @@ def cifar10_dcgan(c: ml_collections.ConfigDict) -> None:
   c.model.name = 'dcgan'
   c.model.dcgan.g_ch = 64
   c.model.dcgan.d_ch = 64
-  c.objective.name = 'gan'
-  c.objective.latent_dim = 100
+  c.gan.latent_dim = 100
   gan_optimizers(c, 2e-4)
   c.train.ema_rate = 0.999
   c.train.log_every = 100
@@ -83,7 +81,7 @@ def smoke(c: ml_collections.ConfigDict) -> None:
   c.eval.num_samples = 64
   c.model.dcgan.g_ch = 8
   c.model.dcgan.d_ch = 8
-  c.data.batch_size = 4 * c.objective.n_critic * c.objective.pack
+  c.data.batch_size = 4 * c.gan.n_critic * c.gan.pack
 
 
 def variant(c: ml_collections.ConfigDict, arg: str | None, name: str) -> ml_collections.ConfigDict:

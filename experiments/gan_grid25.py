@@ -42,14 +42,14 @@ from experiments import base, gan_toy_common
 
 def get_config(arg: str | None = None):
   """Returns the gan_grid25 config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_toy_common.toy_gan(c, 'grid25', (256, 256, 256), (128, 128, 128), 2, batch_size=512)
-  c.objective.loss = 'non_saturating'
-  c.objective.r1_weight = 0.1
-  c.objective.rejection_sampling = True
-  c.objective.drs_candidates = 4
-  c.objective.drs_percentile = 50.0
+  c.gan.loss = 'non_saturating'
+  c.gan.r1_weight = 0.1
+  c.gan.sample.rejection_sampling = True
+  c.gan.sample.drs_candidates = 4
+  c.gan.sample.drs_percentile = 50.0
   gan_toy_common.optimizer(c.optim, 1e-3)
-  gan_toy_common.optimizer(c.optim_d, 1e-3)
+  gan_toy_common.optimizer(c.gan.optim_d, 1e-3)
   gan_toy_common.intervals(c, 20_000)
   return gan_toy_common.variant(c, arg, 'gan_grid25')

@@ -22,7 +22,7 @@ from experiments import base, gan_ring8, gan_toy_common
 
 def get_config(arg: str | None = None):
   """Returns the gan_minimax_ring8 config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_ring8.recipe(c)
-  c.objective.loss = 'minimax'
+  c.gan.loss = 'minimax'
   return gan_toy_common.variant(c, arg, 'gan_minimax_ring8')

@@ -25,15 +25,15 @@ from experiments import base, gan_toy_common
 def recipe(c) -> None:
   """Everything but the loss: shared with gan_minimax_ring8."""
   gan_toy_common.toy_gan(c, 'ring8', (128, 128, 128), (128, 128, 128), latent_dim=4)
-  c.objective.r1_weight = 0.1  # without it 1 of 5 seeds dropped a mode: experiments/RESULTS.md
+  c.gan.r1_weight = 0.1  # without it 1 of 5 seeds dropped a mode: experiments/RESULTS.md
   gan_toy_common.optimizer(c.optim, 1e-3)
-  gan_toy_common.optimizer(c.optim_d, 1e-3)
+  gan_toy_common.optimizer(c.gan.optim_d, 1e-3)
   gan_toy_common.intervals(c, 20_000)
 
 
 def get_config(arg: str | None = None):
   """Returns the gan_ring8 config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   recipe(c)
-  c.objective.loss = 'non_saturating'
+  c.gan.loss = 'non_saturating'
   return gan_toy_common.variant(c, arg, 'gan_ring8')

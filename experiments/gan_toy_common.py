@@ -26,8 +26,7 @@ def toy_gan(
   c.model.gan_mlp.g_norm = 'none'
   c.model.gan_mlp.d_norm = 'none'
   c.model.gan_mlp.spectral_norm = False
-  c.objective.name = 'gan'
-  c.objective.latent_dim = latent_dim
+  c.gan.latent_dim = latent_dim
   c.train.ema_rate = 0.999
   c.sample.num = 2000
   c.sample.use_ema = True
@@ -43,7 +42,7 @@ def optimizer(
   b2: float = 0.999,
   schedule: str = 'cosine',
 ) -> None:
-  """Sets one player's optimizer section (c.optim: generator, c.optim_d: discriminator)."""
+  """Sets one player's optimizer section (c.optim: generator, c.gan.optim_d: discriminator)."""
   o.optimizer = name
   o.lr = lr
   o.b1 = b1
@@ -66,7 +65,7 @@ def smoke(c: ml_collections.ConfigDict) -> None:
   """Seconds-long variant for tests: 16-unit networks, 20 steps, few samples."""
   c.model.gan_mlp.g_features = (16, 16)
   c.model.gan_mlp.d_features = (16, 16)
-  c.data.batch_size = 16 * c.objective.n_critic * c.objective.pack
+  c.data.batch_size = 16 * c.gan.n_critic * c.gan.pack
   c.train.num_steps = 20
   c.train.log_every = 5
   c.train.ckpt_every = 10

@@ -25,21 +25,20 @@ def get_config(arg: str | None = None):
     steps each with a_i = 0.2 sigma_i^2 (NCSN's eps = 2e-5 at sigma_L = 0.01), then the final
     denoising step of NCSNv2 (Jolicoeur-Martineau et al. 2021). NFE 501.
   """
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.digits_unet(c)
-  c.objective.name = 'diffusion'
-  c.objective.process = 've'
-  c.objective.sigma_min = 0.01
-  c.objective.sigma_max = 20.0
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'low_discrepancy'
+  c.diffusion.process = 've'
+  c.diffusion.sigma_min = 0.01
+  c.diffusion.sigma_max = 20.0
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'low_discrepancy'
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'annealed_langevin'
-  c.sample.num_steps = 100
-  c.sample.langevin_steps = 5
-  c.sample.step_ratio = 0.2
-  c.sample.noise_scale = 1.0
+  c.diffusion.sample.sampler = 'annealed_langevin'
+  c.diffusion.sample.num_steps = 100
+  c.diffusion.sample.langevin_steps = 5
+  c.diffusion.sample.step_ratio = 0.2
+  c.diffusion.sample.noise_scale = 1.0
   return common.variant(c, arg, 'ncsn_digits')

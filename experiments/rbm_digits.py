@@ -22,19 +22,16 @@ def get_config(arg: str | None = None):
   mean F(v+) - mean F(v-) is minus the positive-minus-negative correlations of CD. Samples:
   1,000 Gibbs sweeps from random binary images, shown as the last sweep's p(v = 1 | h).
   """
-  c = base.get_config()
+  c = base.get_config(objective='rbm')
   c.data.name = 'digits'
   c.data.batch_size = 100
   c.model.name = 'rbm'
   c.model.rbm.num_hidden = 128
-  c.objective.name = 'ebm'
-  c.objective.loss = 'cd'
-  c.objective.energy_alpha = 0.0  # unused by the RBM (free energies are not regularised)
-  c.objective.chain_init = 'buffer'
-  c.objective.buffer_size = 1000
-  c.objective.reinit_prob = 0.0  # persistent CD
-  c.objective.chain_steps = 1
-  c.objective.sample_chain_steps = 1000
+  c.rbm.chain_init = 'buffer'
+  c.rbm.buffer_size = 1000
+  c.rbm.reinit_prob = 0.0  # persistent CD
+  c.rbm.chain_steps = 1
+  c.rbm.sample.chain_steps = 1000
   c.optim.lr = 3e-3
   c.optim.b1 = 0.5
   c.optim.schedule = 'cosine'
@@ -49,8 +46,8 @@ def get_config(arg: str | None = None):
   if arg == 'smoke':
     c.data.batch_size = 16
     c.model.rbm.num_hidden = 16
-    c.objective.buffer_size = 64
-    c.objective.sample_chain_steps = 10
+    c.rbm.buffer_size = 64
+    c.rbm.sample.chain_steps = 10
     c.train.num_steps = 20
     c.train.log_every = 5
     c.train.ckpt_every = 10

@@ -14,17 +14,17 @@ from experiments import base, common
 def get_config(arg: str | None = None):
   """VE SDE (Song et al. 2021): sigma from 0.01 to 20, about the largest distance between two
   8x8 digits in [-1, 1] (technique 1 of Song & Ermon 2020); eps prediction."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.digits_unet(c)
-  c.objective.process = 've'
-  c.objective.sigma_min = 0.01
-  c.objective.sigma_max = 20.0
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'low_discrepancy'
+  c.diffusion.process = 've'
+  c.diffusion.sigma_min = 0.01
+  c.diffusion.sigma_max = 20.0
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'low_discrepancy'
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'euler_maruyama'
-  c.sample.num_steps = 1000
+  c.diffusion.sample.sampler = 'euler_maruyama'
+  c.diffusion.sample.num_steps = 1000
   return common.variant(c, arg, 'score_sde_ve_digits')

@@ -13,15 +13,15 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """VP SDE beta in [0.1, 20], eps prediction, 4 residual blocks per level, EMA 0.9999."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.cifar10_unet(c, num_res_blocks=4)
-  c.objective.process = 'vp'
-  c.objective.beta_min = 0.1
-  c.objective.beta_max = 20.0
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'uniform'
+  c.diffusion.process = 'vp'
+  c.diffusion.beta_min = 0.1
+  c.diffusion.beta_max = 20.0
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'uniform'
   c.train.num_steps = 1_300_000
-  c.sample.sampler = 'euler_maruyama'
-  c.sample.num_steps = 1000
+  c.diffusion.sample.sampler = 'euler_maruyama'
+  c.diffusion.sample.num_steps = 1000
   return common.variant(c, arg, 'score_sde_vp_cifar10')

@@ -13,17 +13,17 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """VP SDE (Song et al. 2021), beta in [0.1, 20], eps prediction, Euler-Maruyama 1,000 steps."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   common.digits_unet(c)
-  c.objective.process = 'vp'
-  c.objective.beta_min = 0.1
-  c.objective.beta_max = 20.0
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'low_discrepancy'
+  c.diffusion.process = 'vp'
+  c.diffusion.beta_min = 0.1
+  c.diffusion.beta_max = 20.0
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'low_discrepancy'
   c.train.num_steps = 6000
   c.train.ckpt_every = 3000
   c.train.sample_every = 3000
-  c.sample.sampler = 'euler_maruyama'
-  c.sample.num_steps = 1000
+  c.diffusion.sample.sampler = 'euler_maruyama'
+  c.diffusion.sample.num_steps = 1000
   return common.variant(c, arg, 'score_sde_vp_digits')

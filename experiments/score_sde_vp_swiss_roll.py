@@ -13,19 +13,19 @@ from experiments import base, common
 
 def get_config(arg: str | None = None):
   """VP SDE (Song et al. 2021), beta in [0.1, 20], eps prediction (= sigma^2-weighted DSM)."""
-  c = base.get_config()
+  c = base.get_config(objective='diffusion')
   c.data.name = 'swiss_roll'
   common.toy_mlp(c)
-  c.objective.process = 'vp'
-  c.objective.beta_min = 0.1
-  c.objective.beta_max = 20.0
-  c.objective.parameterization = 'eps'
-  c.objective.weighting = 'eps'
-  c.objective.time_sampling = 'low_discrepancy'
+  c.diffusion.process = 'vp'
+  c.diffusion.beta_min = 0.1
+  c.diffusion.beta_max = 20.0
+  c.diffusion.parameterization = 'eps'
+  c.diffusion.weighting = 'eps'
+  c.diffusion.time_sampling = 'low_discrepancy'
   c.train.num_steps = 8000
   c.train.ckpt_every = 2000
   c.train.sample_every = 4000
-  c.sample.sampler = 'euler_maruyama'
-  c.sample.num_steps = 1000
+  c.diffusion.sample.sampler = 'euler_maruyama'
+  c.diffusion.sample.num_steps = 1000
   c.eval.metrics = ('sliced_w2',)
   return common.variant(c, arg, 'score_sde_vp_swiss_roll')

@@ -25,15 +25,15 @@ from experiments import base, ebm_common
 
 def get_config(arg: str | None = None):
   """Returns the sliced_sm_swiss_roll config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   ebm_common.toy_network(c, 'swiss_roll', 512, 'energy_mlp', 'sliced_sm')
-  c.objective.sm_projections = 1
-  c.objective.sm_projection = 'rademacher'
-  c.objective.sm_variance_reduced = True
-  c.objective.init_range = 3.0
-  c.objective.sample_chain_steps = 4000
-  c.objective.step_size = 5e-3
-  c.objective.noise_scale = 1.0
+  c.ebm.sm_projections = 1
+  c.ebm.sm_projection = 'rademacher'
+  c.ebm.sm_variance_reduced = True
+  c.ebm.init_range = 3.0
+  c.ebm.sample.chain_steps = 4000
+  c.ebm.step_size = 5e-3
+  c.ebm.noise_scale = 1.0
   ebm_common.adam(c, 1e-3, 0.9, 100, 'cosine')
   ebm_common.toy_run(c, 5000, 250, 2500, 0.999, ('sliced_w2',))
   return ebm_common.variant(c, arg, 'sliced_sm_swiss_roll')

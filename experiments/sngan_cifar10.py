@@ -19,12 +19,12 @@ def get_config(arg: str | None = None):
   Optimiser: setting C of their table 1 (Radford et al.'s Adam: lr 2e-4, b1 0.5, b2 0.999, one
   discriminator update per generator update), batch 64.
   """
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_common.cifar10_dcgan(c)
   c.data.batch_size = 64
-  c.objective.loss = 'hinge'
-  c.objective.latent_dim = 128
-  c.objective.n_critic = 1
+  c.gan.loss = 'hinge'
+  c.gan.latent_dim = 128
+  c.gan.n_critic = 1
   c.model.dcgan.g_norm = 'batch'
   c.model.dcgan.d_norm = 'none'
   c.model.dcgan.spectral_norm = True

@@ -16,9 +16,9 @@ from experiments import base, gan_common
 def get_config(arg: str | None = None):
   """SNGAN (Miyato et al. 2018): hinge loss, spectral normalisation on every discriminator layer,
   the "standard CNN" discriminator (a 3x3 convolution at every resolution, no normalisation)."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_common.digits_dcgan(c)
-  c.objective.loss = 'hinge'
+  c.gan.loss = 'hinge'
   c.model.dcgan.g_norm = 'batch'
   c.model.dcgan.d_norm = 'none'
   c.model.dcgan.spectral_norm = True

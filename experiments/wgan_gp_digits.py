@@ -23,11 +23,11 @@ def get_config(arg: str | None = None):
   digits discriminators (d_ch 16): its five steps and the penalty's double backward pass make it
   the whole cost of a step (d_ch 32 was 2.5x slower and no better at 2,000 steps).
   """
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_common.digits_dcgan(c)
-  c.objective.loss = 'wasserstein'
-  c.objective.gp_weight = 10.0
-  c.objective.n_critic = 5
+  c.gan.loss = 'wasserstein'
+  c.gan.gp_weight = 10.0
+  c.gan.n_critic = 5
   c.model.dcgan.g_norm = 'batch'
   c.model.dcgan.d_norm = 'layer'
   c.model.dcgan.d_ch = 16

@@ -34,12 +34,12 @@ from experiments import base, gan_toy_common
 
 def get_config(arg: str | None = None):
   """Returns the wgan_gp_grid25 config; `arg='smoke'` gives a seconds-long variant."""
-  c = base.get_config()
+  c = base.get_config(objective='gan')
   gan_toy_common.toy_gan(c, 'grid25', (128, 128, 128), (128, 128, 128), 2, batch_size=5 * 256)
-  c.objective.loss = 'wasserstein'
-  c.objective.gp_weight = 0.3
-  c.objective.n_critic = 5
+  c.gan.loss = 'wasserstein'
+  c.gan.gp_weight = 0.3
+  c.gan.n_critic = 5
   gan_toy_common.optimizer(c.optim, 1e-3, b1=0.5, b2=0.9, schedule='cosine')
-  gan_toy_common.optimizer(c.optim_d, 1e-3, b1=0.5, b2=0.9, schedule='constant')
+  gan_toy_common.optimizer(c.gan.optim_d, 1e-3, b1=0.5, b2=0.9, schedule='constant')
   gan_toy_common.intervals(c, 15_000)
   return gan_toy_common.variant(c, arg, 'wgan_gp_grid25')

@@ -18,7 +18,6 @@ from gen import distributed, objectives
 from gen import metrics as metrics_lib
 from gen.errors import ConfigError
 from gen.metrics import evaluation
-from gen.objectives import contract
 from gen.state import TrainState
 from gen.utils import checkpoint as ckpt_lib
 from gen.utils import workdir as workdir_lib
@@ -111,7 +110,6 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
     raise ConfigError(
       f"train.compute_dtype={config.train.compute_dtype!r}: choose 'float32' or 'bfloat16'"
     )
-  contract.check(objective, config.objective.name)
   caps, name = objective.capabilities, config.objective.name
   if config.train.compute_dtype != 'float32' and not caps.bfloat16:
     raise ConfigError(
@@ -129,6 +127,14 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
     raise ConfigError(
       f"eval.metrics 'bpd' needs an objective with a likelihood; objective.name={name!r} has none"
     )
+  ev = config.eval
+  if 'bpd' in names:
+    if isinstance(ev.num_bins, bool) or not isinstance(ev.num_bins, int) or ev.num_bins in (1,):
+      raise ConfigError(f'eval.num_bins must be 0 (continuous data) or >= 2, got {ev.num_bins!r}')
+    if ev.num_bins < 0 or ev.bpd_num < 1:
+      raise ConfigError(
+        f'eval.num_bins >= 0 and eval.bpd_num >= 1 are required; got {ev.num_bins}, {ev.bpd_num}'
+      )
   proxy = metrics_lib.resolve(config.eval.proxy_metrics, spec, objective)
   metrics_lib.validate(proxy, spec, 'eval.proxy_metrics')
   if 'auto' in config.eval.proxy_metrics:  # the final metrics that come from samples

@@ -93,6 +93,17 @@ def ema_decay(step: jax.Array, rate: float, warmup: float) -> jax.Array:
 
 SCHEDULES = ('constant', 'cosine')
 OPTIMIZERS = ('adam', 'rmsprop')
+# An optimizer config section's fields and defaults (config.optim; a GAN's gan.optim_d).
+OPTIMIZER_DEFAULTS = dict(
+  optimizer='adam',  # adam (AdamW) | rmsprop
+  lr=1e-3,
+  b1=0.9,
+  b2=0.999,
+  weight_decay=0.0,
+  warmup_steps=0,
+  schedule='constant',  # constant | cosine (decays to 0 at train.num_steps)
+  grad_clip=0.0,  # global-norm clipping; 0 disables
+)
 
 
 def make_optimizer(

@@ -260,7 +260,7 @@ def _name_text(value: Any) -> str:
 
 def _labels(paths: Sequence[str]) -> dict[str, str]:
   """Each path's shortest dotted suffix that no other path ends with (`optim.lr` -> `lr`, but
-  `optim.lr` and `optim_d.lr` keep `optim.lr` and `optim_d.lr`)."""
+  `optim.lr` and `gan.optim_d.lr` keep `optim.lr` and `optim_d.lr`)."""
   unique = list(dict.fromkeys(paths))
   labels = {}
   for path in unique:

@@ -18,7 +18,10 @@ BAD_INPUTS = {
   'unknown objective': (['--config.objective.name=ddpmm'], "objective.name='ddpmm'"),
   'unknown model': (['--config.model.name=resnet'], "model.name='resnet'"),
   'unknown dataset': (['--config.data.name=ring9'], "data.name='ring9'"),
-  'unknown sampler': (['--config.sample.sampler=ddjm'], "sample.sampler='ddjm'"),
+  'unknown sampler': (
+    ['--config.diffusion.sample.sampler=ddjm'],
+    "diffusion.sample.sampler='ddjm'",
+  ),
   'unknown metric': (['--config.eval.metrics=fid'], "eval.metrics: 'fid'"),
   'inception score of 2-D points': (
     ['--config.eval.metrics=inception_score'],
@@ -33,12 +36,12 @@ BAD_INPUTS = {
     "eval.features: 'vgg' is unknown",
   ),
   'sampler for another process': (
-    ['--config.sample.sampler=heun'],
-    "sample.sampler='heun' needs a continuous-time process",
+    ['--config.diffusion.sample.sampler=heun'],
+    "diffusion.sample.sampler='heun' needs a continuous-time process",
   ),
   'sampler option out of range': (
-    ['--config.sample.sampler=ddim', '--config.sample.eta=2'],
-    'sample.eta=2.0 must be in [0, 1]',
+    ['--config.diffusion.sample.sampler=ddim', '--config.diffusion.sample.eta=2'],
+    'diffusion.sample.eta=2.0 must be in [0, 1]',
   ),
   'config typo': (['--config.optim.lrr=0.1'], '--config.optim.lrr: no such config field'),
   'bad value type': (['--config.optim.lr=fast'], '--config.optim.lr'),
@@ -235,10 +238,10 @@ def test_fields_that_only_steer_training_never_block(tmp_path):
   for field in ('num_steps', 'log_every', 'ckpt_every', 'sample_every', 'eval_every'):
     changed.train[field] += 7
   workdir_lib.check_workdir(str(tmp_path), changed, 'train')
-  changed.sample.num_steps = 5  # how to sample: free in eval and sample mode only
+  changed.diffusion.sample.num_steps = 5  # how to sample: free in eval and sample mode only
   for mode in ('sample', 'eval'):
     workdir_lib.check_workdir(str(tmp_path), changed, mode)
-  with pytest.raises(ConfigError, match=r'different config \(sample\.num_steps\)'):
+  with pytest.raises(ConfigError, match=r'different config \(diffusion\.sample\.num_steps\)'):
     workdir_lib.check_workdir(str(tmp_path), changed, 'train')
   changed.optim.lr *= 2
   for mode in ('sample', 'eval'):

@@ -21,7 +21,7 @@ from gen import data as data_lib
 from gen import objectives
 from gen.errors import ConfigError
 from gen.models import energy as energy_lib
-from gen.objectives import ebm
+from gen.objectives import ebm, rbm
 
 # -- 1. the worked example: E(x) = theta x^2 / 2 on N(0, 0.5^2) ------------------------------
 
@@ -361,22 +361,22 @@ class TestLangevinNegatives(chex.TestCase):
 BATCH, BUFFER, K = 16, 48, 3
 
 
-def _config(**objective):
+def _config(objective='ebm', **fields):
   """A small CD EBM on ring8: energy_mlp 16x16, batch 16, a 48-chain buffer, 3 steps."""
-  c = base.get_config()
+  c = base.get_config(objective=objective)
   c.data.name = 'ring8'
   c.data.batch_size = BATCH
   c.model.name = 'energy_mlp'
   c.model.energy_mlp.features = (16, 16)
-  c.objective.name = 'ebm'
-  c.objective.loss = 'cd'
-  c.objective.chain_init = 'buffer'
-  c.objective.buffer_size = BUFFER
-  c.objective.chain_steps = K
-  c.objective.step_size = 0.01
   c.eval.metrics = ()
-  for k, v in objective.items():
-    c.objective[k] = v
+  if objective == 'ebm':
+    c.ebm.loss = 'cd'
+    c.ebm.chain_init = 'buffer'
+    c.ebm.buffer_size = BUFFER
+    c.ebm.chain_steps = K
+    c.ebm.step_size = 0.01
+  for k, v in fields.items():
+    c[objective][k] = v
   return c
 
 
@@ -471,33 +471,30 @@ def test_data_starts_give_negatives_at_the_data():
 # -- 7. config checks ----------------------------------------------------------------------
 
 CONFIG_ERRORS = {  # case: (overrides, the message (a regex))
-  'cd_with_score_network': ({'model.name': 'score_mlp'}, r"objective\.loss='cd' needs energies"),
+  'cd_with_score_network': ({'model.name': 'score_mlp'}, r"ebm\.loss='cd' needs energies"),
   'exact_sm_on_digits': (
-    {'data.name': 'digits', 'model.name': 'energy_conv', 'objective.loss': 'exact_sm'},
-    r"objective\.loss='exact_sm'.* not 'digits'",
+    {'data.name': 'digits', 'model.name': 'energy_conv', 'ebm.loss': 'exact_sm'},
+    r"ebm\.loss='exact_sm'.* not 'digits'",
   ),
   'mala_with_noise_scale': (
-    {'objective.mala': True, 'objective.noise_scale': 0.01},
-    r'objective\.mala=True .* needs objective\.noise_scale=1',
+    {'ebm.mala': True, 'ebm.noise_scale': 0.01},
+    r'ebm\.mala=True .* needs ebm\.noise_scale=1',
   ),
   'buffer_smaller_than_batch': (
-    {'objective.buffer_size': BATCH - 1},
-    r'objective\.buffer_size=15 must hold at least one batch \(data\.batch_size=16\)',
+    {'ebm.buffer_size': BATCH - 1},
+    r'ebm\.buffer_size=15 must hold at least one batch \(data\.batch_size=16\)',
   ),
   'unknown_chain_init': (
-    {'objective.chain_init': 'prior'},
-    r"objective\.chain_init='prior' is unknown",
+    {'ebm.chain_init': 'prior'},
+    r"ebm\.chain_init='prior' is unknown",
   ),
-  'rbm_with_score_matching': (
-    {'data.name': 'digits', 'model.name': 'rbm', 'objective.loss': 'dsm'},
-    r"model\.name='rbm' .* objective\.loss='cd'",
+  'rbm_network_with_the_ebm_objective': (
+    {'data.name': 'digits', 'model.name': 'rbm'},
+    r"model\.name='rbm' is a network of kind 'rbm'; objective\.name='ebm' takes one of "
+    r"\['energy_conv', 'energy_mlp', 'score_mlp'\]",
   ),
-  'energy_mlp_with_diffusion': (
-    {'objective.name': 'diffusion'},
-    r"model\.name='energy_mlp' is an energy/score network: it needs objective\.name='ebm'",
-  ),
-  'unknown_loss': ({'objective.loss': 'nce'}, r"objective\.loss='nce' is unknown"),
-  'zero_chain_steps': ({'objective.chain_steps': 0}, r'objective\.chain_steps must be an integer'),
+  'unknown_loss': ({'ebm.loss': 'nce'}, r"ebm\.loss='nce' is unknown"),
+  'zero_chain_steps': ({'ebm.chain_steps': 0}, r'ebm\.chain_steps must be an integer'),
 }
 
 
@@ -507,6 +504,25 @@ def _set(config, path, value):
   for p in parents:
     node = node[p]
   node[leaf] = value
+
+
+def test_an_energy_network_with_the_diffusion_objective_is_refused():
+  with pytest.raises(
+    ConfigError, match=r"model\.name='energy_mlp' is a network of kind 'energy'; "
+  ):
+    _make(_config('diffusion'))
+
+
+def test_the_rbm_objective_builds_and_refuses_points():
+  config = _config('rbm')
+  config.model.name = 'rbm'
+  with pytest.raises(ConfigError, match=r"objective\.name='rbm' trains on binarised images"):
+    _make(config)
+  config.data.name = 'digits'
+  assert isinstance(_make(config), rbm.RBM)
+  config.rbm.chain_steps = 0
+  with pytest.raises(ConfigError, match=r'rbm\.chain_steps must be an integer >= 1'):
+    _make(config)
 
 
 @pytest.mark.parametrize('case', sorted(CONFIG_ERRORS))
@@ -522,11 +538,10 @@ def test_config_errors_name_the_field(case):
 def test_valid_configs_build():
   for overrides in (
     {},
-    {'model.name': 'score_mlp', 'objective.loss': 'sliced_sm'},
-    {'objective.loss': 'exact_sm'},
-    {'objective.mala': True, 'objective.chain_init': 'noise'},
-    {'data.name': 'digits', 'model.name': 'rbm', 'data.batch_size': 16},
-    {'data.name': 'digits', 'model.name': 'energy_conv', 'objective.loss': 'dsm'},
+    {'model.name': 'score_mlp', 'ebm.loss': 'sliced_sm'},
+    {'ebm.loss': 'exact_sm'},
+    {'ebm.mala': True, 'ebm.chain_init': 'noise'},
+    {'data.name': 'digits', 'model.name': 'energy_conv', 'ebm.loss': 'dsm'},
   ):
     config = _config()
     for path, value in overrides.items():

@@ -143,7 +143,7 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   assert protocol['features']['name'] == 'digits_cnn'
   assert protocol['features']['test_accuracy'] >= 0.97
   assert set(saved['bounds']) == DIGITS_METRICS
-  assert np.isfinite(saved['bpd']) and saved['bpd_nfe'] == config.objective.num_timesteps
+  assert np.isfinite(saved['bpd']) and saved['bpd_nfe'] == config.diffusion.num_timesteps
   assert (wd / 'samples' / 'step_20_neighbours.png').exists()
   assert protocol['options']['fd_bootstrap'] == 100
   assert saved['fd_low'] <= saved['fd'] <= saved['fd_high']

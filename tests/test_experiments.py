@@ -77,7 +77,8 @@ def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
   path = modes.sample(config, wd, num)
   with np.load(path) as f:
     assert f['samples'].shape[0] == num and np.all(np.isfinite(f['samples']))
-    assert ('labels' in f) == bool(config.objective.conditional)
+    section = config[objectives.section(config.objective.name)]
+    assert ('labels' in f) == bool(section.get('conditional', False))
     assert int(f['nfe']) >= 1
   spec = data_lib.get_spec(config.data.name, tfds_dir)
   images = spec.kind == 'images'
@@ -103,9 +104,10 @@ def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
 
 # objective name -> the samplers its eval protocol may name
 SAMPLERS_OF = {
-  'diffusion': lambda c: (c.sample.sampler,),
+  'diffusion': lambda c: (c.diffusion.sample.sampler,),
   'gan': lambda c: ('generator', 'discriminator_rejection_sampling'),
-  'ebm': lambda c: ('block_gibbs',) if c.model.name == 'rbm' else ('langevin', 'mala'),
+  'ebm': lambda c: ('langevin', 'mala'),
+  'rbm': lambda c: ('block_gibbs',),
 }
 
 

@@ -36,19 +36,19 @@ G, D = gan.G, gan.D
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config(**objective):
+def _config(objective='gan', **fields):
   """A small unconditional GAN on ring8 (gan_mlp 32x32, batch 64, latents of 8)."""
-  c = base.get_config()
+  c = base.get_config(objective=objective)
   c.data.name = 'ring8'
   c.data.batch_size = 64
   c.model.name = 'gan_mlp'
   c.model.gan_mlp.g_features = (32, 32)
   c.model.gan_mlp.d_features = (32, 32)
-  c.objective.name = 'gan'
-  c.objective.latent_dim = 8
+  if objective == 'gan':
+    c.gan.latent_dim = 8
   c.eval.metrics = ()
-  for k, v in objective.items():
-    c.objective[k] = v
+  for k, v in fields.items():
+    c[objective][k] = v
   return c
 
 
@@ -188,8 +188,8 @@ def wgan():
   through the loop's `setup_lib.build`, and its jitted objective step (compiled once per module)."""
   config = _config(loss='wasserstein', clip_value=0.01, n_critic=3)
   config.data.batch_size = 48
-  config.optim_d.optimizer = 'rmsprop'
-  config.optim_d.lr = 5e-3
+  config.gan.optim_d.optimizer = 'rmsprop'
+  config.gan.optim_d.lr = 5e-3
   setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()[:1]))
   return setup, jax.jit(setup.objective.step)
 
@@ -660,32 +660,37 @@ def _set(config, path, value):
 
 
 CONFIG_ERRORS = {
-  'unknown_loss': ({'objective.loss': 'relativistic'}, 'objective.loss'),
+  'unknown_loss': ({'gan.loss': 'relativistic'}, 'gan.loss'),
   'gp_with_batch_norm': (
-    {'objective.gp_weight': 10.0, 'model.gan_mlp.d_norm': 'batch'},
+    {'gan.gp_weight': 10.0, 'model.gan_mlp.d_norm': 'batch'},
     'model.gan_mlp.d_norm',
   ),
   'batch_not_multiple': (
-    {'objective.n_critic': 5, 'objective.pack': 2, 'data.batch_size': 64},
+    {'gan.n_critic': 5, 'gan.pack': 2, 'data.batch_size': 64},
     'data.batch_size',
   ),
-  'augment_points': ({'objective.augment': 'translation'}, 'objective.augment'),
+  'augment_points': ({'gan.augment': 'translation'}, 'gan.augment'),
   'unknown_augment': (
-    {'data.name': 'digits', 'model.name': 'dcgan', 'objective.augment': 'color,flip'},
-    'objective.augment',
+    {'data.name': 'digits', 'model.name': 'dcgan', 'gan.augment': 'color,flip'},
+    'gan.augment',
   ),
   'drs_with_hinge': (
-    {'objective.loss': 'hinge', 'objective.rejection_sampling': True},
-    'objective.rejection_sampling',
+    {'gan.loss': 'hinge', 'gan.sample.rejection_sampling': True},
+    'gan.sample.rejection_sampling',
   ),
-  'conditional_ring8': ({'objective.conditional': True}, 'objective.conditional'),
+  'conditional_ring8': ({'gan.conditional': True}, 'gan.conditional'),
   'unet_with_gan': ({'model.name': 'unet'}, 'model.name'),
-  'gan_mlp_with_diffusion': ({'objective.name': 'diffusion'}, 'model.name'),
-  'unknown_optim_d': ({'optim_d.optimizer': 'sgd'}, 'optim_d.optimizer'),
+  'unknown_optim_d': ({'gan.optim_d.optimizer': 'sgd'}, 'gan.optim_d.optimizer'),
   'dcgan_on_points': ({'model.name': 'dcgan'}, 'model.name'),
   'bad_d_norm': ({'model.gan_mlp.d_norm': 'group'}, 'model.gan_mlp.d_norm'),
-  'n_critic_zero': ({'objective.n_critic': 0}, 'objective.n_critic'),
+  'n_critic_zero': ({'gan.n_critic': 0}, 'gan.n_critic'),
 }
+
+
+def test_a_gan_pair_with_the_diffusion_objective_is_refused():
+  message = r"model\.name='gan_mlp' is a network of kind 'gan_pair'; objective\.name='diffusion'"
+  with pytest.raises(ConfigError, match=message):
+    _make(_config('diffusion'))
 
 
 @pytest.mark.parametrize('case', sorted(CONFIG_ERRORS))
@@ -707,15 +712,15 @@ def test_valid_configs_build():
   """The defaults and a few combinations the checks must let through."""
   for overrides in (
     {},
-    {'objective.loss': 'wasserstein', 'objective.gp_weight': 10.0, 'objective.n_critic': 4},
-    {'objective.pack': 4, 'objective.loss': 'least_squares'},
-    {'objective.rejection_sampling': True, 'objective.loss': 'minimax'},
+    {'gan.loss': 'wasserstein', 'gan.gp_weight': 10.0, 'gan.n_critic': 4},
+    {'gan.pack': 4, 'gan.loss': 'least_squares'},
+    {'gan.sample.rejection_sampling': True, 'gan.loss': 'minimax'},
     {
       'data.name': 'digits',
       'model.name': 'dcgan',
-      'objective.augment': 'color, translation,cutout',
+      'gan.augment': 'color, translation,cutout',
     },
-    {'data.name': 'digits', 'model.name': 'dcgan', 'objective.conditional': True},
+    {'data.name': 'digits', 'model.name': 'dcgan', 'gan.conditional': True},
   ):
     config = _config()
     for path, value in overrides.items():

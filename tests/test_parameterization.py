@@ -116,9 +116,9 @@ def test_check_kind():
   vp, ddpm = processes.VPSDE(), processes.linear_schedule()
   for kind in KINDS:
     param.check_kind(kind, vp)
-  with pytest.raises(ConfigError, match=r"objective\.parameterization='noise'.*velocity"):
+  with pytest.raises(ConfigError, match=r"diffusion\.parameterization='noise'.*velocity"):
     param.check_kind('noise', vp)
-  with pytest.raises(ConfigError, match=r'objective\.parameterization.*continuous'):
+  with pytest.raises(ConfigError, match=r'diffusion\.parameterization.*continuous'):
     param.check_kind('velocity', ddpm)
   x = jnp.zeros((2, 3))
   with pytest.raises(ConfigError):

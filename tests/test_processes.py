@@ -311,7 +311,7 @@ def test_process_passes_through_jit_and_broadcasts(name):
 
 
 def test_unknown_name_lists_choices():
-  with pytest.raises(ConfigError, match=r"objective\.process='vpp'.*discrete_cosine.*vp"):
+  with pytest.raises(ConfigError, match=r"diffusion\.process='vpp'.*discrete_cosine.*vp"):
     processes.make('vpp')
 
 
@@ -331,7 +331,7 @@ def test_unknown_name_lists_choices():
   ],
 )
 def test_bad_values_name_the_field(name, kwargs, field):
-  with pytest.raises(ConfigError, match=rf'objective\.{field}'):
+  with pytest.raises(ConfigError, match=rf'diffusion\.{field}'):
     processes.make(name, **kwargs)
 
 

@@ -3,6 +3,7 @@ key, and gives up after train.max_rollbacks without losing that checkpoint."""
 
 import dataclasses
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +19,13 @@ from tests.conftest import load_state
 def _ebm_config():
   from experiments import base
 
-  c = base.get_config()
+  c = base.get_config(objective='ebm')
   c.data.name, c.data.batch_size = 'ring8', 64
   c.model.name = 'energy_mlp'
   c.model.energy_mlp.features = (16, 16)
-  c.objective.name, c.objective.loss = 'ebm', 'cd'
-  c.objective.chain_init, c.objective.buffer_size = 'buffer', 256
-  c.objective.chain_steps, c.objective.sample_chain_steps = 3, 3
+  c.ebm.loss = 'cd'
+  c.ebm.chain_init, c.ebm.buffer_size = 'buffer', 256
+  c.ebm.chain_steps, c.ebm.sample.chain_steps = 3, 3
   c.train.num_steps, c.train.log_every, c.train.ckpt_every = 20, 5, 10
   c.train.sample_every, c.train.on_nonfinite = 100, 'rollback'
   c.sample.num, c.eval.metrics = 16, ()
@@ -46,7 +47,7 @@ def test_forced_divergence_gives_up_and_keeps_the_last_good_checkpoint(tmp_path)
   _train(config, wd)  # a healthy run saves step 10
   good, _ = load_state(config, str(wd), step=10)
   config.train.num_steps = 20
-  config.objective.step_size = 1e30  # Langevin chains explode: energies overflow at once
+  config.ebm.step_size = 1e30  # Langevin chains explode: energies overflow at once
   with pytest.raises(train.NonFiniteError, match=r'gave up after 3 rollbacks.*step 10\) is kept'):
     _train(config, wd, allow_config_change=True)
   assert sorted(os.listdir(wd / 'checkpoints')) == ['10']
@@ -77,10 +78,12 @@ class _FailsOnce:
 def test_transient_divergence_is_rolled_back_and_the_run_finishes(tmp_path, monkeypatch):
   config = _ebm_config()
   bad_key = jax.random.fold_in(train.base_key(config.seed, 0), 15)
-  make = objectives.OBJECTIVES['ebm']
-  monkeypatch.setitem(
-    objectives.OBJECTIVES, 'ebm', lambda c, spec: _FailsOnce(make(c, spec), bad_key)
+  ebm = objectives.OBJECTIVES['ebm']
+  failing = types.SimpleNamespace(
+    default_config=ebm.default_config,
+    from_config=lambda c, spec: _FailsOnce(ebm.from_config(c, spec), bad_key),
   )
+  monkeypatch.setitem(objectives.OBJECTIVES, 'ebm', failing)
   wd = tmp_path / 'run'
   state = _train(config, wd)
   assert int(state.step) == 20

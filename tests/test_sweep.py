@@ -43,11 +43,11 @@ def test_names():
   assert sweep.run_name({'optim.lr': 3e-4, 'model.mlp.features': (64, 64)}) == (
     'lr_0.0003-features_64_64'
   )
-  assert sweep.run_name({'objective.augment': 'color/x y'}) == 'augment_color_x_y'
+  assert sweep.run_name({'gan.augment': 'color/x y'}) == 'augment_color_x_y'
   assert sweep.run_name({}) == 'default'
   # Labels stay unambiguous over the sweep, and names unique.
   names = sweep.run_names(
-    [{'optim.lr': 1e-3, 'optim_d.lr': 2e-4}, {'optim.lr': 1e-3, 'optim_d.lr': 2e-4}, {}]
+    [{'optim.lr': 1e-3, 'gan.optim_d.lr': 2e-4}, {'optim.lr': 1e-3, 'gan.optim_d.lr': 2e-4}, {}]
   )
   assert names == [
     'optim.lr_0.001-optim_d.lr_0.0002',
@@ -72,7 +72,7 @@ def test_values_are_checked_and_survive_the_command_line():
     ({'optim.lr': '1e-3'}, "optim.lr='1e-3': expected a float"),
     ({'train.num_steps': 2.5}, 'expected an int'),
     ({'train.num_steps': True}, 'expected an int'),
-    ({'objective.edm_preconditioning': 1}, 'expected a bool'),
+    ({'diffusion.edm_preconditioning': 1}, 'expected a bool'),
     ({'model.mlp.features': (16, 'a')}, 'model.mlp.features[1]'),
     ({'optim': {'lr': 1.0}}, 'a config section'),
     ({'optim.lrr': 1.0}, "no such config field (did you mean 'optim.lr'?)"),
@@ -171,10 +171,10 @@ def test_sweep_of_two_smoke_runs(tmp_path):
   assert summary in r.stdout
 
   # A run that fails: exit 1, its status and error line printed, the summary without it.
-  failing = _experiment(tmp_path, "[{'objective.process': 'nope'}]")
+  failing = _experiment(tmp_path, "[{'diffusion.process': 'nope'}]")
   r = _sweep(f'--config={failing}:smoke', f'--workdir_root={root / "F"}')
   assert r.returncode == 1
-  assert 'process_nope: exit 2 (FAILED' in r.stdout and "objective.process='nope'" in r.stdout
+  assert 'process_nope: exit 2 (FAILED' in r.stdout and "diffusion.process='nope'" in r.stdout
   assert 'no run succeeded' in r.stdout and not (root / 'F' / 'summary.md').exists()
 
 

@@ -118,7 +118,8 @@ def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> d
   if os.path.exists(path):
     with open(path) as f:
       values = {k: v for k, v in json.load(f).items() if isinstance(v, int | float)}
-  if config.objective.get('conditional') and config.data.name == 'digits':
+  section = config.get(config.objective.name, {})
+  if section.get('conditional') and config.data.name == 'digits':
     values['class_agreement'], values['classifier_accuracy'] = class_agreement(config, state, mesh)
   values['wall_s'] = round(wall, 1)
   return values

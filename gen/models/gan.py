@@ -254,7 +254,7 @@ def make_pair(
     check_norm(kw.get(key, 'none'), f'{field}.{key}')
   if conditioning not in COND_DISCRIMINATORS:
     raise ConfigError(
-      f'objective.cond_discriminator={conditioning!r}; choose one of {list(COND_DISCRIMINATORS)}'
+      f'gan.cond_discriminator={conditioning!r}; choose one of {list(COND_DISCRIMINATORS)}'
     )
   try:
     if name == 'gan_mlp':

@@ -16,8 +16,8 @@ fitting the score grad_x log p = -grad_x E instead. The losses (pure functions):
                isotropic with E[v v^T] = I
   'dsm'        Vincent (2011): E[ 0.5 |s(x + sigma eps) + eps / sigma|^2 ], one noise level
 
-with s = -grad_x E for an energy network, or the output of a score network. A Bernoulli RBM
-(gen.models.energy.RBM, free energy F) trains with 'cd' and block-Gibbs negatives.
+with s = -grad_x E for an energy network, or the output of a score network. The Bernoulli RBM,
+with block-Gibbs negatives, is its own objective (gen.objectives.rbm).
 """
 
 import dataclasses
@@ -28,12 +28,14 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
+from gen import models
 from gen import state as state_lib
-from gen.models import energy as energy_lib
+from gen.errors import ConfigError
 from gen.objectives.contract import Capabilities, Samples
-from gen.samplers.langevin import langevin_step
+from gen.samplers.langevin import langevin_negatives, langevin_step
 
 NET = 'energy'
 LOSSES = ('cd', 'exact_sm', 'sliced_sm', 'dsm')
@@ -117,80 +119,6 @@ def denoising_score_matching_loss(
   return 0.5 * jnp.mean(err), {}
 
 
-# -- negatives -----------------------------------------------------------------------------
-
-
-def langevin_negatives(
-  energy_fn: Callable,
-  x: jax.Array,
-  key: jax.Array,
-  num_steps: int,
-  step_size: float,
-  noise_scale: float = 1.0,
-  grad_clip: float = 0.0,
-  mala: bool = False,
-  bounds: tuple[float, float] | None = None,
-  trajectory: bool = False,
-):
-  """K Langevin/SGLD steps on E (gen.samplers.langevin_step with score -grad E) as a lax.scan.
-
-  Args:
-    energy_fn: [B, ...] -> [B] energies.
-    x: [B, ...] chain starts.
-    key: randomness.
-    num_steps: K.
-    step_size: a; the update is x - (a/2) grad E + noise_scale sqrt(a) xi.
-    noise_scale: multiplier of the noise (IGEBM uses a large gradient step and small noise).
-    grad_clip: clip grad E elementwise to [-c, c] (0: off), as IGEBM/JEM do for stability.
-    mala: Metropolis-adjusted Langevin (Roberts & Tweedie 1996): accept each proposal with
-      probability min(1, exp(E(x) - E(x') + log q(x | x') - log q(x' | x))); needs noise_scale 1
-      and no clipping (else the proposal density is not the one the ratio uses).
-    bounds: keep the chain in [lo, hi] (image data range): clamped after each step, or with
-      MALA proposals outside rejected (which keeps MALA exact for the truncated density).
-    trajectory: also return the states after each step.
-
-  Returns:
-    (negatives [B, ...], stats {'chain_grad_norm', 'mala_acceptance'}, path or None).
-  """
-  grad_e = jax.grad(lambda v: jnp.sum(energy_fn(v)))
-
-  def score(v):
-    g = grad_e(v)
-    return -(jnp.clip(g, -grad_clip, grad_clip) if grad_clip else g), g
-
-  def log_q(to, frm, s_frm):  # log N(to; frm + (a/2) s(frm), a I) up to a constant
-    d = to - frm - 0.5 * step_size * s_frm
-    return -jnp.sum(jnp.square(d).reshape(d.shape[0], -1), axis=1) / (2 * step_size)
-
-  def body(carry, k):
-    v = carry
-    s, g = score(v)
-    k_step, k_acc = jax.random.split(k)
-    prop = langevin_step(v, s, k_step, step_size, noise_scale)
-    if bounds is not None and not mala:
-      prop = jnp.clip(prop, *bounds)
-    acc = jnp.ones((v.shape[0],), v.dtype)
-    if mala:
-      s_prop, _ = score(prop)
-      log_ratio = energy_fn(v) - energy_fn(prop) + log_q(v, prop, s_prop) - log_q(prop, v, s)
-      accept = jnp.log(jax.random.uniform(k_acc, log_ratio.shape)) < log_ratio
-      if bounds is not None:
-        inside = (prop >= bounds[0]) & (prop <= bounds[1])
-        accept &= jnp.all(inside.reshape(inside.shape[0], -1), axis=1)
-      acc = accept.astype(v.dtype)
-      prop = jnp.where(accept.reshape((-1,) + (1,) * (v.ndim - 1)), prop, v)
-    gnorm = jnp.mean(jnp.sqrt(jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1)))
-    return prop, (
-      {'chain_grad_norm': gnorm, 'mala_acceptance': jnp.mean(acc)},
-      prop if trajectory else None,
-    )
-
-  x, (stats, path) = jax.lax.scan(body, x, jax.random.split(key, num_steps))
-  if not mala:
-    del stats['mala_acceptance']
-  return jax.lax.stop_gradient(x), jax.tree.map(jnp.mean, stats), path
-
-
 # -- the objective ---------------------------------------------------------------------------
 
 
@@ -213,16 +141,14 @@ class EBM:
     tx, lr_fn, ema_rate: optimizer, its schedule, EMA decay.
     shape: one example's shape.
     alpha: CD energy-magnitude penalty.
-    chain_steps, step_size, noise_scale, chain_grad_clip, mala: the Langevin negatives; for an
-      RBM (`gibbs`), chain_steps block-Gibbs sweeps (CD-k) instead.
+    chain_steps, step_size, noise_scale, chain_grad_clip, mala: the Langevin negatives.
     chain_init: 'noise' | 'data' | 'buffer'.
     buffer_size, reinit_prob: the replay buffer of persistent chains (state.extra['buffer']).
     init_range: noise starts are uniform in [-init_range, init_range] per coordinate.
     bounds: clamp chains (and samples) to this range (images: (-1, 1)); None: no clamp.
-    sample_steps: Langevin steps (Gibbs sweeps) from noise when sampling.
+    sample_steps: Langevin steps from noise when sampling.
     num_projections, projection, variance_reduced: sliced score matching.
     dsm_sigma: the noise level of 'dsm'.
-    gibbs: the model is an RBM on binary data (data binarised at 0; samples mapped to {-1, 1}).
     use_ema: sample from the EMA parameters.
   """
 
@@ -252,7 +178,6 @@ class EBM:
   projection: str = 'rademacher'
   variance_reduced: bool = True
   dsm_sigma: float = 0.1
-  gibbs: bool = False
   use_ema: bool = True
 
   # -- the network as energy and score ---------------------------------------------------------
@@ -267,20 +192,24 @@ class EBM:
     energy = lambda x: jnp.sum(_apply(self.model, params, collections, x, False)[0])
     return lambda x: -jax.grad(energy)(x)
 
-  def _binarize(self, x):
-    return (x > 0).astype(x.dtype).reshape(x.shape[0], -1)
+  # -- what a subclass with other chains changes (gen.objectives.rbm) ------------------------
+
+  def _data(self, x):
+    """The training data as the network sees it."""
+    return x
+
+  def _diagnostics(self, state, x, key) -> dict[str, jax.Array]:
+    """Extra per-step metrics."""
+    del state, x, key
+    return {}
 
   def _noise(self, key, num):
-    if self.gibbs:
-      return jax.random.bernoulli(key, 0.5, (num, *self.shape)).astype(jnp.float32).reshape(num, -1)
     return jax.random.uniform(
       key, (num, *self.shape), minval=-self.init_range, maxval=self.init_range
     )
 
   def _chain(self, params, collections, x, key, num_steps, trajectory=False):
-    if self.gibbs:
-      v, pv = energy_lib.gibbs_chain(params, x, key, num_steps)
-      return v, {}, None
+    """(chain ends, chain statistics, path or None) after `num_steps` steps from `x`."""
     energy_fn = lambda v: self.energy(params, collections, v)[0]
     return langevin_negatives(
       energy_fn,
@@ -299,9 +228,7 @@ class EBM:
 
   def init(self, rng: jax.Array, example_batch: dict[str, Any]) -> state_lib.TrainState:
     """The network, plus the replay buffer and its ages when chain_init='buffer'."""
-    x = jnp.asarray(example_batch['x'])
-    if self.gibbs:
-      x = self._binarize(x)
+    x = self._data(jnp.asarray(example_batch['x']))
     k_net, k_buf = jax.random.split(rng)
     variables = dict(self.model.init(k_net, x, train=False))
     params = variables.pop('params')
@@ -343,7 +270,7 @@ class EBM:
     if self.loss == 'cd':
       e_pos, coll = self.energy(params, coll, x, train=True)
       e_neg, coll = self.energy(params, coll, neg, train=True)
-      loss, terms = contrastive_divergence_loss(e_pos, e_neg, 0.0 if self.gibbs else self.alpha)
+      loss, terms = contrastive_divergence_loss(e_pos, e_neg, self.alpha)
       terms['energy/data'] = jnp.mean(e_pos)
       terms['energy/negative'] = jnp.mean(e_neg)
       terms['energy/gap'] = terms['energy/negative'] - terms['energy/data']
@@ -362,14 +289,12 @@ class EBM:
   def step(self, state: state_lib.TrainState, batch: dict[str, Any], key: jax.Array):
     """Negatives (CD: chains with the current parameters, replay buffer written back), then one
     optimizer step on the loss; returns (state, metrics)."""
-    x = self._binarize(batch['x']) if self.gibbs else batch['x']
+    x = self._data(batch['x'])
     k_neg, k_loss = jax.random.split(key)
     neg, extra, stats = None, {}, {}
     if self.loss == 'cd':
       neg, extra, stats = self._negatives(state, x, k_neg)
-      if self.gibbs:
-        _, pv = energy_lib.gibbs_chain(state.params[NET], x, k_loss, 1)
-        stats['recon_error'] = jnp.mean(jnp.square(pv - x))
+      stats.update(self._diagnostics(state, x, k_loss))
     grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
     (loss, (coll, terms)), grads = grad_fn(state.params[NET], state, x, neg, k_loss)
     state, grad_norm = state_lib.apply_gradients(
@@ -396,17 +321,11 @@ class EBM:
 
       x, path = jax.lax.scan(body, start, jax.random.split(k_chain, self.sample_steps))
       return start, x, path
-    if self.gibbs:
-      v, pv = energy_lib.gibbs_chain(params, start, k_chain, self.sample_steps)
-      x = (2.0 * pv - 1.0).reshape(num, *self.shape)  # mean of the last visible layer, in [-1, 1]
-      return start, x, None
     x, _, path = self._chain(params, coll, start, k_chain, self.sample_steps, trajectory)
     return start, x, path
 
   def sample_protocol(self) -> dict[str, Any]:
     """How `sample` draws, for the eval JSON's protocol: the chain, its length and steps."""
-    if self.gibbs:
-      return {'sampler': 'block_gibbs', 'chain_steps': self.sample_steps, 'use_ema': self.use_ema}
     return {
       'sampler': 'mala' if self.mala else 'langevin',
       'chain_steps': self.sample_steps,
@@ -431,17 +350,132 @@ class EBM:
     return {'trajectory': self.trajectory(state, key, 8)} if len(self.shape) == 3 else {}
 
   def picture_captions(self) -> dict[str, str]:
-    what = 'Gibbs chain' if self.gibbs else 'Langevin chain'
-    return {'trajectory': f'{what}: one row per sample, noise (left) to sample (right)'}
+    return {'trajectory': 'Langevin chain: one row per sample, noise (left) to sample (right)'}
 
   def trajectory(self, state: state_lib.TrainState, rng: jax.Array, num: int) -> jax.Array:
     """[TRAJECTORY_FRAMES, num, ...]: Langevin chains from noise (left) to the samples."""
-    if self.gibbs:
-      start, x, _ = self._sample(state, rng, num)
-      start = 2.0 * start.reshape(num, *self.shape) - 1.0
-      return jnp.stack([start, x])
     start, _, path = self._sample(state, rng, num, trajectory=True)
     full = jnp.concatenate([start[None], path], axis=0)
     last = full.shape[0] - 1
     index = sorted({round(i * last / (TRAJECTORY_FRAMES - 1)) for i in range(TRAJECTORY_FRAMES)})
     return full[jnp.asarray(index)]
+
+
+# -- config.ebm -----------------------------------------------------------------------------
+
+MODEL_KINDS = ('energy', 'score')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """config.ebm: the loss, the training chains, score matching's settings, and sampling."""
+  c = ml_collections.ConfigDict()
+  c.loss = 'cd'  # cd | exact_sm | sliced_sm | dsm
+  c.energy_alpha = 1.0  # cd: weight of the energy-magnitude penalty
+  c.chain_steps = 20  # cd: Langevin steps per negative
+  c.step_size = 0.01  # Langevin a: x <- x - a/2 grad E + noise_scale sqrt(a) xi
+  c.noise_scale = 1.0
+  c.chain_grad_clip = 0.0  # clip grad E elementwise in the chains; 0: off
+  c.mala = False  # Metropolis-adjusted Langevin (needs noise_scale 1, no clipping)
+  c.chain_init = 'buffer'  # noise | data (CD-k) | buffer (replay; reinit_prob 0: PCD)
+  c.buffer_size = 10_000
+  c.reinit_prob = 0.05
+  c.init_range = 1.0  # noise starts: uniform in [-r, r] per coordinate
+  c.sm_projections = 1  # sliced_sm: projections per example
+  c.sm_projection = 'rademacher'  # rademacher | gaussian
+  c.sm_variance_reduced = True  # sliced_sm: SSM-VR (Song et al. 2019, eq. 8)
+  c.dsm_sigma = 0.1  # dsm: the noise level
+  c.sample = ml_collections.ConfigDict(dict(chain_steps=100))  # chain steps from noise
+  return c
+
+
+def _positive_int(field: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ConfigError(f'{field} must be an integer >= 1, got {value!r}')
+
+
+def check_chains(section, field: str, batch_size: int) -> None:
+  """The chain fields an EBM and an RBM share (chain_init, chain_steps, the replay buffer)."""
+  if section.chain_init not in CHAIN_INITS:
+    raise ConfigError(
+      f'{field}.chain_init={section.chain_init!r} is unknown; choose one of {list(CHAIN_INITS)}'
+    )
+  for name in ('chain_steps', 'buffer_size'):
+    _positive_int(f'{field}.{name}', section[name])
+  _positive_int(f'{field}.sample.chain_steps', section.sample.chain_steps)
+  if not 0 <= section.reinit_prob <= 1:
+    raise ConfigError(f'{field}.reinit_prob must be in [0, 1], got {section.reinit_prob}')
+  if section.chain_init == 'buffer' and section.buffer_size < batch_size:
+    raise ConfigError(
+      f'{field}.buffer_size={section.buffer_size} must hold at least one batch '
+      f'(data.batch_size={batch_size})'
+    )
+
+
+def _check(config: ml_collections.ConfigDict, spec) -> None:
+  """Every combination of config.ebm that cannot work fails here, before compiling."""
+  e, name = config.ebm, config.model.name
+  if e.loss not in LOSSES:
+    raise ConfigError(f'ebm.loss={e.loss!r} is unknown; choose one of {list(LOSSES)}')
+  kind = models.MODELS[name].kind if name in models.MODELS else None
+  if kind == 'score' and e.loss == 'cd':
+    raise ConfigError(
+      f"ebm.loss='cd' needs energies: model.name={name!r} is a score network; use one of "
+      f'{models.of_kinds(("energy",))}, or a score-matching loss'
+    )
+  if e.loss == 'exact_sm' and (len(spec.shape) != 1 or spec.shape[0] > 64):
+    raise ConfigError(
+      "ebm.loss='exact_sm' computes the Jacobian trace exactly (one pass per dimension): "
+      f"for vectors of <= 64 dims, not {spec.name!r} {spec.shape}; use 'sliced_sm' or 'dsm'"
+    )
+  check_chains(e, 'ebm', config.data.batch_size)
+  if e.sm_projection not in PROJECTIONS:
+    raise ConfigError(
+      f'ebm.sm_projection={e.sm_projection!r} is unknown; choose one of {list(PROJECTIONS)}'
+    )
+  _positive_int('ebm.sm_projections', e.sm_projections)
+  for field in ('step_size', 'init_range', 'dsm_sigma'):
+    if not e[field] > 0:
+      raise ConfigError(f'ebm.{field} must be > 0, got {e[field]}')
+  if e.noise_scale < 0 or e.chain_grad_clip < 0 or e.energy_alpha < 0:
+    raise ConfigError('ebm.noise_scale, ebm.chain_grad_clip and ebm.energy_alpha must be >= 0')
+  if e.mala and (e.noise_scale != 1.0 or e.chain_grad_clip):
+    raise ConfigError(
+      'ebm.mala=True corrects the Langevin proposal N(x - a/2 grad E, a I): it needs '
+      f'ebm.noise_scale=1 and chain_grad_clip=0, got {e.noise_scale}, {e.chain_grad_clip}'
+    )
+
+
+def from_config(config: ml_collections.ConfigDict, spec) -> EBM:
+  """The EBM of `config.ebm` (and the shared model, optim, train and sample sections) for data
+  `spec`, every field checked before compiling."""
+  model = models.from_config(config, spec.shape, MODEL_KINDS)
+  _check(config, spec)
+  e = config.ebm
+  tx, lr_fn = state_lib.make_optimizer(**config.optim.to_dict(), total_steps=config.train.num_steps)
+  return EBM(
+    model=model,
+    output=models.MODELS[config.model.name].kind,
+    loss=e.loss,
+    tx=tx,
+    lr_fn=lr_fn,
+    ema_rate=config.train.ema_rate,
+    ema_warmup=config.train.ema_warmup,
+    shape=tuple(spec.shape),
+    alpha=e.energy_alpha,
+    chain_steps=e.chain_steps,
+    step_size=e.step_size,
+    noise_scale=e.noise_scale,
+    chain_grad_clip=e.chain_grad_clip,
+    mala=e.mala,
+    chain_init=e.chain_init,
+    buffer_size=e.buffer_size,
+    reinit_prob=e.reinit_prob,
+    init_range=e.init_range,
+    bounds=(-1.0, 1.0) if spec.kind == 'images' else None,
+    sample_steps=e.sample.chain_steps,
+    num_projections=e.sm_projections,
+    projection=e.sm_projection,
+    variance_reduced=e.sm_variance_reduced,
+    dsm_sigma=e.dsm_sigma,
+    use_ema=config.sample.use_ema,
+  )

@@ -111,7 +111,7 @@ _CHECKS: dict[str, tuple[Callable[[dict], str | None], ...]] = {
 }
 
 
-def make(name: str, field: str = 'objective.process', **kwargs: Any) -> Process:
+def make(name: str, field: str = 'diffusion.process', **kwargs: Any) -> Process:
   """Builds the process `name` with keyword arguments, validating them before any compiling.
 
   Args:

@@ -22,7 +22,7 @@ from gen.processes.base import expand_to
 KINDS = ('eps', 'x0', 'v', 'score', 'velocity')
 
 
-def check_kind(kind: str, process, field: str = 'objective.parameterization') -> None:
+def check_kind(kind: str, process, field: str = 'diffusion.parameterization') -> None:
   """Raises ConfigError for an unknown kind, or 'velocity' with a discrete-time process."""
   if kind not in KINDS:
     raise ConfigError(f'{field}={kind!r} is unknown; choose one of {KINDS}')

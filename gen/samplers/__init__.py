@@ -1,9 +1,9 @@
-"""Samplers of diffusion, score and flow models, selected by `config.sample.sampler`.
+"""Samplers of diffusion, score and flow models, selected by `config.diffusion.sample.sampler`.
 
 Every sampler is a pure function `fn(denoise_fn, process, x_init, key, ts, **options,
 project=None, trajectory=False) -> SampleResult(samples, nfe, trajectory)` (contract in
-gen.samplers.base); `SAMPLERS` maps each name to its function, the `config.sample` fields it
-takes, and where it applies:
+gen.samplers.base); `SAMPLERS` maps each name to its function, the `config.diffusion.sample`
+fields it takes, and where it applies:
 
   ddpm               ancestral DDPM, posterior variance 'beta_tilde' or 'beta'      (ddpm.py)
   ddim               DDIM with eta in [0, 1]                                       (ddpm.py)
@@ -35,8 +35,8 @@ class Sampler:
 
   Attributes:
     fn: the sampler function.
-    options: the `config.sample` fields passed to it as keyword arguments.
-    default_steps: N when `sample.num_steps = 0` (None: every step of a discrete process).
+    options: the `config.diffusion.sample` fields passed to it as keyword arguments.
+    default_steps: N when `diffusion.sample.num_steps = 0` (None: every step of a discrete process).
     continuous_only: needs d/dt of the marginals or the SDE (not a discrete process).
     needs_sde: integrates the reverse SDE, singular at t = 1 for rectified flow.
     sigma_only: needs alpha_t = 1 (processes 've', 'edm').
@@ -72,7 +72,7 @@ SAMPLERS: dict[str, Sampler] = {
   'unipc3': Sampler(functools.partial(multistep.unipc_sample, order=3), (), 20),
 }
 
-# config.sample field -> (check, what is allowed)
+# config.diffusion.sample field -> (check, what is allowed)
 _OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
   'variance': (lambda v: v in ddpm.VARIANCES, f'one of {ddpm.VARIANCES}'),
   'eta': (lambda v: 0.0 <= v <= 1.0, 'in [0, 1]'),
@@ -93,37 +93,42 @@ _OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def check(name: str, process, process_name: str, options: dict[str, Any]) -> None:
-  """Raises ConfigError (naming the `sample.*` field) for a sampler that cannot run as configured.
+  """Raises ConfigError (naming the `diffusion.sample.*` field) for a sampler that cannot run as
+  configured.
 
   Args:
-    name: `sample.sampler`.
+    name: `diffusion.sample.sampler`.
     process: the process it samples.
-    process_name: `objective.process`, for the message.
-    options: the `sample.*` fields by name (only the sampler's own are checked).
+    process_name: `diffusion.process`, for the message.
+    options: the `diffusion.sample.*` fields by name (only the sampler's own are checked).
   """
   if name not in SAMPLERS:
-    raise ConfigError(f'sample.sampler={name!r} is unknown; choose one of {sorted(SAMPLERS)}')
+    raise ConfigError(
+      f'diffusion.sample.sampler={name!r} is unknown; choose one of {sorted(SAMPLERS)}'
+    )
   entry = SAMPLERS[name]
   allowed = allowed_for(process, process_name)
   if name not in allowed:
     why = (
       'needs a continuous-time process'
       if entry.continuous_only and process.is_discrete
-      else 'needs alpha_t = 1 (objective.process ve or edm)'
+      else 'needs alpha_t = 1 (diffusion.process ve or edm)'
       if entry.sigma_only
       else 'integrates the reverse SDE, singular at t = 1 for rectified flow'
     )
     raise ConfigError(
-      f'sample.sampler={name!r} {why}, not objective.process={process_name!r}; '
+      f'diffusion.sample.sampler={name!r} {why}, not diffusion.process={process_name!r}; '
       f'choose one of {allowed}'
     )
   for field in entry.options:
     ok, allowed_values = _OPTION_CHECKS[field]
     value = options[field]
     if isinstance(value, bool) or not ok(value):
-      raise ConfigError(f'sample.{field}={value!r} must be {allowed_values} (sampler {name!r})')
+      raise ConfigError(
+        f'diffusion.sample.{field}={value!r} must be {allowed_values} (sampler {name!r})'
+      )
   if name == 'pc' and options['predictor'] == 'euler_maruyama' and process.is_discrete:
-    raise ConfigError("sample.predictor='euler_maruyama' needs a continuous-time process")
+    raise ConfigError("diffusion.sample.predictor='euler_maruyama' needs a continuous-time process")
 
 
 def allowed_for(process, process_name: str) -> list[str]:
@@ -141,7 +146,8 @@ def allowed_for(process, process_name: str) -> list[str]:
 
 
 def default_steps(name: str, process) -> int:
-  """N for `sample.num_steps = 0`: the table's default, or all T steps of a discrete process."""
+  """N for `diffusion.sample.num_steps = 0`: the table's default, or all T steps of a discrete
+  process."""
   steps = SAMPLERS[name].default_steps
   if steps is None:
     return process.num_timesteps if process.is_discrete else 1000

@@ -147,7 +147,9 @@ def _strictly_decreasing(steps: np.ndarray) -> np.ndarray:
 def _discrete_timesteps(process, num: int, spacing: str, rho: float) -> np.ndarray:
   big_t = process.num_timesteps
   if num > big_t:
-    raise ConfigError(f'sample.num_steps={num} exceeds the {big_t} steps of the discrete process')
+    raise ConfigError(
+      f'diffusion.sample.num_steps={num} exceeds the {big_t} steps of the discrete process'
+    )
   u = np.linspace(1.0, 0.0, num)
   if spacing == 'uniform':  # diffusers' "linspace": T-1 ... 0
     steps = np.round((big_t - 1) * u)
@@ -204,7 +206,7 @@ def _continuous_timesteps(process, num: int, spacing: str, rho: float) -> np.nda
     lam_hi, lam_lo = np.asarray(process.log_snr(jnp.asarray([t_min, t_max], jnp.float32)))
     if not (np.isfinite(lam_hi) and np.isfinite(lam_lo)):
       raise ConfigError(
-        "sample.spacing='logsnr' needs a finite log-SNR at t_min and t_max; "
+        "diffusion.sample.spacing='logsnr' needs a finite log-SNR at t_min and t_max; "
         f'{type(process).__name__} has alpha or sigma = 0 at an end: choose another spacing'
       )
     ts = _invert_log_snr(process, np.linspace(lam_lo, lam_hi, n), t_min, t_max)
@@ -242,9 +244,9 @@ def timesteps(process, num: int, spacing: str = 'uniform', rho: float = 7.0) -> 
     [N] descending times: int32 steps for a discrete process, float32 otherwise.
   """
   if spacing not in SPACINGS:
-    raise ConfigError(f'sample.spacing={spacing!r} is unknown; choose one of {SPACINGS}')
+    raise ConfigError(f'diffusion.sample.spacing={spacing!r} is unknown; choose one of {SPACINGS}')
   if isinstance(num, bool) or not isinstance(num, int | np.integer) or num < 1:
-    raise ConfigError(f'sample.num_steps must be an integer >= 1, got {num!r}')
+    raise ConfigError(f'diffusion.sample.num_steps must be an integer >= 1, got {num!r}')
   with jax.ensure_compile_time_eval():
     if process.is_discrete:
       return jnp.asarray(_discrete_timesteps(process, int(num), spacing, rho))

@@ -73,7 +73,9 @@ def ddpm_sample(
     SampleResult(samples, nfe=N, trajectory).
   """
   if variance not in VARIANCES:
-    raise ConfigError(f'sample.variance={variance!r} is unknown; choose one of {VARIANCES}')
+    raise ConfigError(
+      f'diffusion.sample.variance={variance!r} is unknown; choose one of {VARIANCES}'
+    )
 
   def step(x, t, s, k):
     _, sigma_t, alpha_s, sigma_s, alpha_ts, var_ts = _transition(process, t, s)
@@ -122,7 +124,7 @@ def ddim_sample(
     SampleResult(samples, nfe=N, trajectory).
   """
   if not 0.0 <= eta <= 1.0:
-    raise ConfigError(f'sample.eta must be in [0, 1], got {eta}')
+    raise ConfigError(f'diffusion.sample.eta must be in [0, 1], got {eta}')
 
   def step(x, t, s, k):
     _, sigma_t, alpha_s, sigma_s, _, var_ts = _transition(process, t, s)

@@ -128,7 +128,9 @@ def adaptive_ode_sample(
   """
   del key
   if project is not None:
-    raise ConfigError("sample.sampler='dopri5' takes its own steps: use a fixed-step sampler")
+    raise ConfigError(
+      "diffusion.sample.sampler='dopri5' takes its own steps: use a fixed-step sampler"
+    )
   shape = x_init.shape
   field = lambda t, y, args: velocity(denoise_fn, process, y.reshape(shape), t).reshape(-1)
   t0, t1 = ts[0], ts[-1]

@@ -146,7 +146,9 @@ def pc_sample(
     SampleResult(samples, nfe, trajectory).
   """
   if predictor not in PREDICTORS:
-    raise ConfigError(f'sample.predictor={predictor!r} is unknown; choose one of {PREDICTORS}')
+    raise ConfigError(
+      f'diffusion.sample.predictor={predictor!r} is unknown; choose one of {PREDICTORS}'
+    )
   make = reverse_diffusion_step if predictor == 'reverse_diffusion' else euler_maruyama_step
   predict = make(denoise_fn, process)
 

@@ -8,6 +8,7 @@ from typing import Any
 import ml_collections
 
 from gen.errors import ConfigError
+from gen.utils import legacy
 
 # Fields that may change between restarts of one run, and never matter to sampling: how long it
 # runs and how often it logs, saves, draws and evaluates. Nothing in the state depends on them.
@@ -19,8 +20,16 @@ RUN_CONTROL_FIELDS = (
   'train.eval_every',
   'train.max_to_keep',
 )
-# Sections that only say how to evaluate or sample, free to change in --mode=eval|sample.
+# Sections that only say how to evaluate or sample, free to change in --mode=eval|sample: the
+# shared ones, and every objective section's `sample` and `likelihood` sub-sections.
 EVAL_SECTIONS = ('eval.', 'sample.')
+EVAL_SUBSECTIONS = ('sample', 'likelihood')
+
+
+def is_eval_field(dotted: str) -> bool:
+  """Whether a config field only says how to evaluate or sample (free in --mode=eval|sample)."""
+  parts = dotted.split('.')
+  return dotted.startswith(EVAL_SECTIONS) or (len(parts) > 2 and parts[1] in EVAL_SUBSECTIONS)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -73,8 +82,11 @@ def check_workdir(
   saved = read_config_dict(workdir)  # an unreadable one fails here, and is never overwritten
   if allow_change:
     return
-  free = RUN_CONTROL_FIELDS + (EVAL_SECTIONS if mode != 'train' else ())
-  diff = [k for k in config_diff(saved, config_to_dict(config)) if not k.startswith(free)]
+  diff = [
+    k
+    for k in config_diff(saved, config_to_dict(config))
+    if not k.startswith(RUN_CONTROL_FIELDS) and not (mode != 'train' and is_eval_field(k))
+  ]
   if diff:
     shown = ', '.join(diff[:8]) + (' ...' if len(diff) > 8 else '')
     raise ConfigError(
@@ -123,7 +135,7 @@ def read_config_dict(workdir: str) -> dict[str, Any]:
       node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict) and leaf not in node:
       node[leaf] = value
-  return saved
+  return legacy.from_v1(saved)  # a run written before the objective contract v2
 
 
 def _tuples(value: Any) -> Any:
