@@ -8,6 +8,7 @@ a typo fails). Sections:
   objective  `name` picks the objective (gen.objectives.OBJECTIVES, or 'package.module:attr').
   <section>  the objective's own fields, e.g. `diffusion`, `gan`, `ebm`, `rbm`: defaults from
              its module's default_config(); its `sample` sub-section says how it samples.
+  pretrained other runs whose EMA parameters the objective uses frozen (its declared roles).
   optim      the optimizer of the objective's network (a GAN's generator).
   train      run length, intervals, EMA, precision, gradient accumulation, non-finite steps.
   sample     how many samples a picture shows, and whether they come from the EMA.
@@ -16,7 +17,7 @@ a typo fails). Sections:
 
 import ml_collections
 
-from gen import models, objectives
+from gen import models, objectives, pretrained
 from gen import state as state_lib
 
 
@@ -39,6 +40,10 @@ def get_config(objective: str = 'diffusion', model: str = 'mlp') -> ml_collectio
   c.objective = ml_collections.ConfigDict()
   c.objective.name = objective
   c[objectives.section(objective)] = objectives.default_config(objective)
+  # Frozen networks of other runs: role -> 'WORKDIR' or 'WORKDIR@STEP' (gen.pretrained); the
+  # objective declares its roles ('' until set).
+  roles = pretrained.roles(objectives.resolve(objective))
+  c.pretrained = ml_collections.ConfigDict({role: '' for role in roles})
 
   # The optimizer of the objective's network (a GAN's generator; gan.optim_d: its discriminator).
   c.optim = ml_collections.ConfigDict(state_lib.OPTIMIZER_DEFAULTS)

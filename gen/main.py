@@ -118,6 +118,10 @@ def resolve_config(config, workdir: str, mode: str):
     return workdir_lib.read_config(workdir)
   if config.data.data_dir:
     config.data.data_dir = paths.absolute(config.data.data_dir)
+  for role, value in (config.get('pretrained') or {}).items():  # 'WORKDIR[@STEP]'
+    if value:
+      workdir, at, step = value.rpartition('@') if '@' in value else (value, '', '')
+      config.pretrained[role] = paths.absolute(workdir) + at + step
   return config
 
 

@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 from gen import data as data_lib
 from gen import distributed, objectives
 from gen import metrics as metrics_lib
+from gen import pretrained as pretrained_lib
 from gen.errors import ConfigError
 from gen.metrics import evaluation
 from gen.state import TrainState
@@ -44,6 +45,7 @@ class Setup:
   mesh: Mesh
   metrics: tuple[str, ...] = ()  # eval.metrics resolved ('auto' expanded): the final numbers
   proxy_metrics: tuple[str, ...] = ()  # eval.proxy_metrics resolved: logged during training
+  pretrained: dict = dataclasses.field(default_factory=dict)  # role -> gen.pretrained.Pretrained
 
   @property
   def replicated(self) -> NamedSharding:
@@ -105,7 +107,8 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
       f'data.batch_size={config.data.batch_size} is larger than the {spec.num_train} training '
       f'examples of {spec.name!r}'
     )
-  objective = objectives.make(config, spec)
+  refs = pretrained_lib.load_all(config, objectives.resolve(config.objective.name), mesh)
+  objective = objectives.make(config, spec, refs)
   if config.train.compute_dtype not in ('float32', 'bfloat16'):
     raise ConfigError(
       f"train.compute_dtype={config.train.compute_dtype!r}: choose 'float32' or 'bfloat16'"
@@ -140,7 +143,7 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
   if 'auto' in config.eval.proxy_metrics:  # the final metrics that come from samples
     proxy = tuple(n for n in names if metrics_lib.METRICS[n] != 'model')
   evaluation.validate_options(config, spec, names + proxy)
-  return Setup(config, spec, objective, mesh, names, proxy)
+  return Setup(config, spec, objective, mesh, names, proxy, refs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,10 +158,17 @@ def example_batch(setup: Setup) -> dict[str, np.ndarray]:
   return batch
 
 
+def init_args(setup: Setup, rng: jax.Array) -> tuple:
+  """The arguments of `objective.init`: (rng, example batch), and the pretrained parameters
+  (role -> EMA parameters) for an objective that declares roles."""
+  args = (rng, example_batch(setup))
+  return args + ({r: p.params for r, p in setup.pretrained.items()},) if setup.pretrained else args
+
+
 def init_state(setup: Setup) -> TrainState:
   """The step-0 state, replicated over the mesh."""
   init = jax.jit(setup.objective.init, out_shardings=setup.replicated)
-  return init(jax.random.key(setup.config.seed), example_batch(setup))
+  return init(*init_args(setup, jax.random.key(setup.config.seed)))
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
@@ -231,7 +241,7 @@ def restore_or_init(setup: Setup, manager, step: int | None = None, move_unreada
 
   An unreadable newest checkpoint is skipped for an older one; with `move_unreadable`
   (training) it is also moved aside (`<step>.unreadable`), so that the run can save it again."""
-  abstract = jax.eval_shape(setup.objective.init, jax.random.key(0), example_batch(setup))
+  abstract = jax.eval_shape(setup.objective.init, *init_args(setup, jax.random.key(0)))
   abstract = ckpt_lib.abstract_like(abstract, setup.replicated)
   restored = ckpt_lib.restore_latest(manager, abstract, step, move_unreadable)
   if restored is None:

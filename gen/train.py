@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 
 from gen import data as data_lib
 from gen import modes, pictures
+from gen import pretrained as pretrained_lib
 from gen import setup as setup_lib
 from gen.setup import Setup
 from gen.state import TrainState
@@ -301,6 +302,7 @@ def _train(setup: Setup, workdir: str, saver, writer: MetricWriter) -> TrainStat
   if data_state:
     data_state = dict(data_state)
     rollbacks = int(data_state.pop(ROLLBACKS_KEY, 0))
+    pretrained_lib.check_resume(data_state.pop(pretrained_lib.SAVED_KEY, None), setup.pretrained)
   data_iter = setup_lib.make_loader_iter(setup)
   if data_state:
     data_lib.restore_iterator(data_iter, data_state)
@@ -373,6 +375,7 @@ def _loop_with_rollback(setup: Setup, state, data_iter, saver, hooks, rollbacks:
       else:
         data_state = dict(data_state)
         data_state.pop(ROLLBACKS_KEY, None)
+        data_state.pop(pretrained_lib.SAVED_KEY, None)
         data_lib.restore_iterator(data_iter, data_state)
       rollbacks += 1
       step_fn = getattr(e, 'step_fn', None)
@@ -429,6 +432,8 @@ def _loop(
         if done % t.ckpt_every == 0 or done == t.num_steps or stop.signum is not None:
           log.check(last_ckpt)  # only finite states are saved
           data_state = {**data_lib.iterator_state(data_iter), ROLLBACKS_KEY: rollbacks}
+          if setup.pretrained:  # what the frozen networks were: a resume must find the same
+            data_state[pretrained_lib.SAVED_KEY] = pretrained_lib.records(setup.pretrained)
           saver.save(done, state, data_state)
           last_ckpt = done
         log.window_start += time.perf_counter() - side_start

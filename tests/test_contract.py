@@ -171,3 +171,111 @@ def test_step_and_sample_trace_once_over_calls(objective, tmp_path):
   chex.assert_shape(out.x, (8, *setup.spec.shape))
   assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
   chex.clear_trace_counter()
+
+
+# -- pretrained networks: a student that distils a frozen teacher run ---------------------------
+
+
+class GaussianStudent(GaussianFit):
+  """Fits its Gaussian to a frozen teacher's: the loss is KL(teacher || student), closed form."""
+
+  def init(self, rng, example_batch, pretrained):
+    state = super().init(rng, example_batch)
+    return state.replace(extra={'teacher': pretrained['teacher']['gauss']})
+
+  def step(self, state, batch, key):
+    t = state.extra['teacher']
+
+    def kl(p):  # KL(N(mu_t, s_t^2) || N(mu, s^2)), summed over dimensions
+      var_t, var = jnp.exp(2 * t['log_sigma']), jnp.exp(2 * p['log_sigma'])
+      return jnp.sum(
+        p['log_sigma'] - t['log_sigma'] + (var_t + (t['mu'] - p['mu']) ** 2) / (2 * var) - 0.5
+      )
+
+    loss, grads = jax.value_and_grad(kl)(state.params['gauss'])
+    state, norm = state_lib.apply_gradients(state, 'gauss', grads, self.tx, self.ema_rate)
+    return state, {'loss': loss, 'grad_norm': norm}
+
+
+gaussian_student = types.SimpleNamespace(
+  PRETRAINED={'teacher': ('tests.test_contract:gaussian_fit',)},
+  default_config=lambda: ml_collections.ConfigDict({'lr': 0.05}),
+  from_config=lambda config, spec, pretrained: GaussianStudent(
+    spec.shape[0], config.gaussian_student.lr, config.train.ema_rate
+  ),
+)
+
+
+def _gauss_config(objective, steps, **pretrained):
+  c = base.get_config(objective=f'tests.test_contract:{objective}')
+  c.data.name, c.data.batch_size = 'moons', 128
+  c.train.num_steps, c.train.ckpt_every, c.train.sample_every = steps, 100, steps
+  c.train.ema_rate, c.sample.num = 0.0, 64
+  c.eval.metrics = ()
+  for role, value in pretrained.items():
+    c.pretrained[role] = value
+  return c
+
+
+def _run(config, wd):
+  from gen import train
+
+  return train.train_and_evaluate(config, str(wd), mesh=setup_lib.make_mesh(jax.devices()[:1]))
+
+
+@pytest.mark.timeout(300)
+def test_a_run_uses_another_runs_parameters_frozen_and_records_them(tmp_path):
+  from gen import pretrained as pretrained_lib
+  from tests.conftest import load_state
+
+  teacher_wd, student_wd = tmp_path / 'teacher', tmp_path / 'student'
+  teacher = _run(_gauss_config('gaussian_fit', 200), teacher_wd)
+  config = _gauss_config('gaussian_student', 300, teacher=f'{teacher_wd}@200')
+  student = _run(config, student_wd)
+  # the teacher's EMA parameters sit in the state unchanged; the student has matched them
+  chex.assert_trees_all_equal(student.extra['teacher'], teacher.ema_params['gauss'])
+  chex.assert_trees_all_close(student.params['gauss'], teacher.ema_params['gauss'], atol=2e-2)
+  _, data_state = load_state(config, str(student_wd), step=300)
+  record = data_state[pretrained_lib.SAVED_KEY]['teacher']
+  assert record == {
+    'workdir': str(teacher_wd),
+    'step': 200,
+    'sha256': pretrained_lib.digest(teacher.ema_params),
+  }
+  # a resume whose reference now resolves to other parameters is refused, in one line
+  _run(_gauss_config('gaussian_fit', 300), teacher_wd)  # the teacher trains on to step 300
+  latest = _gauss_config('gaussian_student', 400, teacher=str(teacher_wd))
+  with pytest.raises(ConfigError, match=r'different config \(pretrained\.teacher\)'):
+    _run(latest, student_wd)
+  with pytest.raises(ConfigError, match=r'pretrained\.teacher changed since the last checkpoint'):
+    from gen.utils import workdir as workdir_lib
+
+    workdir_lib.write_config(str(student_wd), latest)  # even with the config rewritten
+    _run(latest, student_wd)
+
+
+@pytest.mark.timeout(300)
+def test_pretrained_references_that_cannot_work_fail_in_one_line(tmp_path):
+  teacher_wd = tmp_path / 'teacher'
+  _run(_gauss_config('gaussian_fit', 100), teacher_wd)
+  ddpm = tmp_path / 'ddpm'
+  from experiments import ddpm_ring8
+
+  ddpm.mkdir()
+  from gen.utils import workdir as workdir_lib
+
+  workdir_lib.write_config(str(ddpm), ddpm_ring8.get_config('smoke'))
+  mesh = setup_lib.make_mesh(jax.devices()[:1])
+  for value, message in (
+    ('', r'pretrained\.teacher is required by'),
+    (str(tmp_path / 'nothing'), r'holds no run \(no config\.json\)'),
+    (f'{teacher_wd}@150', r'no checkpoint of step 150 \(saved: \[100\]\)'),
+    (f'{teacher_wd}@x', r"expected 'WORKDIR' or 'WORKDIR@STEP'"),
+    (str(ddpm), r"is a run of objective\.name='diffusion'; the teacher role takes one of"),
+  ):
+    with pytest.raises(ConfigError, match=message):
+      setup_lib.build(_gauss_config('gaussian_student', 10, teacher=value), mesh)
+  config = _gauss_config('gaussian_fit', 10)
+  with pytest.raises(ConfigError, match=r'pretrained\.teacher: .* has no such role'):
+    config.pretrained = ml_collections.ConfigDict({'teacher': str(teacher_wd)})
+    setup_lib.build(config, mesh)

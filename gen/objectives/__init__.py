@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 
+from gen import pretrained as pretrained_lib
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
 from gen.objectives import contract, diffusion, ebm, gan, rbm
@@ -55,8 +56,9 @@ def default_config(name: str) -> ml_collections.ConfigDict:
   return resolve(name).default_config()
 
 
-def make(config: ml_collections.ConfigDict, spec: DatasetSpec):
-  """Builds the objective that `config.objective.name` names, validating its fields."""
+def make(config: ml_collections.ConfigDict, spec: DatasetSpec, pretrained=None):
+  """Builds the objective that `config.objective.name` names, validating its fields; an
+  objective that declares pretrained roles (gen.pretrained) gets the resolved references."""
   name = config.objective.name
   found = resolve(name)
   if section(name) not in config:
@@ -64,6 +66,9 @@ def make(config: ml_collections.ConfigDict, spec: DatasetSpec):
       f'objective.name={name!r} needs the config section {section(name)!r}: build the config '
       f'with experiments.base.get_config(objective={name!r})'
     )
-  objective = found.from_config(config, spec)
+  if pretrained_lib.roles(found):  # declared pretrained roles
+    objective = found.from_config(config, spec, pretrained or {})
+  else:
+    objective = found.from_config(config, spec)
   contract.check(objective, name)
   return objective
