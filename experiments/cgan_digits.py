@@ -13,7 +13,7 @@ keeps its class and changes style.
 Smoke variant: --config=experiments/cgan_digits.py:smoke
 """
 
-from experiments import base, gan_common
+from experiments import base, common, gan_common
 
 
 def get_config(arg: str | None = None):
@@ -30,4 +30,4 @@ def get_config(arg: str | None = None):
   c.model.dcgan.extra_convs = True
   c.model.dcgan.d_ch = 16  # as good as 32 here (sliced W2 0.109 vs 0.107 at 3,000 steps), 3x faster
   c.train.num_steps = 3000
-  return gan_common.variant(c, arg, 'cgan_digits')
+  return common.variant(c, arg, name='cgan_digits', smoke=gan_common.smoke)

@@ -1,4 +1,10 @@
-"""Recipes several experiment files share (a network for a dataset, a smoke variant)."""
+"""Recipes several experiment files share (a network for a dataset, the diffusion smoke variant)
+and `variant`, which every experiment file's `get_config(arg)` ends with.
+
+Helpers take the config `c` positionally and every recipe value by keyword.
+"""
+
+from collections.abc import Callable
 
 import ml_collections
 
@@ -44,7 +50,7 @@ def digits_unet(c: ml_collections.ConfigDict) -> None:
   c.eval.num_bins = 17  # pixel values 0..16: 'bpd' dequantises over 17 levels
 
 
-def cifar10_unet(c: ml_collections.ConfigDict, num_res_blocks: int = 2) -> None:
+def cifar10_unet(c: ml_collections.ConfigDict, *, num_res_blocks: int = 2) -> None:
   """DDPM's CIFAR-10 network and training (Ho et al. 2020, appendix B), batch 128.
 
   35.7M parameters: ch 128, multipliers (1, 2, 2, 2), attention at 16x16, dropout 0.1; Adam
@@ -75,7 +81,17 @@ def cifar10_unet(c: ml_collections.ConfigDict, num_res_blocks: int = 2) -> None:
 
 
 def smoke(c: ml_collections.ConfigDict) -> None:
-  """Seconds-long variant for tests: tiny networks, 20 steps, few samples."""
+  """The diffusion smoke variant (seconds-long, for tests): tiny networks, 20 steps, few samples.
+
+  Sets train.num_steps = 20, train.log_every = 5, train.ckpt_every = 10,
+  train.sample_every = 10, train.eval_every = 0, sample.num = 16, eval.num_samples = 64,
+  eval.bpd_num = 16; then
+  - model 'mlp': data.batch_size = 256, model.mlp.features = (32, 32), model.mlp.time_dim = 16;
+  - otherwise (unet): data.batch_size = 16, model.unet.ch = 8, model.unet.num_groups = 4,
+    model.unet.num_res_blocks = 1;
+  - a 'discrete*' process: diffusion.num_timesteps = 50, diffusion.sample.num_steps = 0;
+  - otherwise: diffusion.sample.num_steps = min(diffusion.sample.num_steps or 10, 10).
+  """
   c.train.num_steps = 20
   c.train.log_every = 5
   c.train.ckpt_every = 10
@@ -100,9 +116,24 @@ def smoke(c: ml_collections.ConfigDict) -> None:
     c.diffusion.sample.num_steps = min(c.diffusion.sample.num_steps or 10, 10)
 
 
-def variant(c: ml_collections.ConfigDict, arg: str | None, name: str) -> ml_collections.ConfigDict:
-  """Applies the `:arg` variant of experiment `name` ('smoke' or none)."""
-  if arg == 'smoke':
+def variant(
+  c: ml_collections.ConfigDict,
+  arg: str | None,
+  *,
+  name: str,
+  smoke: Callable[[ml_collections.ConfigDict], None] | None,
+) -> ml_collections.ConfigDict:
+  """Applies the `:arg` variant of experiment `name` to `c` and returns `c`.
+
+  arg None or '': `c` as is; 'smoke': `smoke(c)` (the family's seconds-long variant for tests,
+  e.g. this module's `smoke`, ebm_common.smoke, gan_common.smoke, gan_toy_common.smoke, or the
+  experiment's own); anything else: a one-line ValueError naming the experiment file.
+  `smoke=None`: the experiment has no variants, and any `arg` is refused.
+  """
+  if smoke is None:
+    if arg:
+      raise ValueError(f'experiments/{name}.py: unknown variant {arg!r} (no smoke variant)')
+  elif arg == 'smoke':
     smoke(c)
   elif arg:
     raise ValueError(f"experiments/{name}.py: unknown variant {arg!r}; choose 'smoke'")

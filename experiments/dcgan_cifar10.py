@@ -8,7 +8,7 @@ on CIFAR-10 (Salimans et al. 2016 / chainer-gan-lib; Miyato et al. 2018, table 2
 Smoke variant: --config=experiments/dcgan_cifar10.py:smoke
 """
 
-from experiments import base, gan_common
+from experiments import base, common, gan_common
 
 
 def get_config(arg: str | None = None):
@@ -25,4 +25,4 @@ def get_config(arg: str | None = None):
   c.model.dcgan.spectral_norm = False
   c.model.dcgan.extra_convs = False
   c.train.num_steps = 100_000
-  return gan_common.variant(c, arg, 'dcgan_cifar10')
+  return common.variant(c, arg, name='dcgan_cifar10', smoke=gan_common.smoke)

@@ -11,7 +11,7 @@ average (94% of a test digit's). The interpolation strip morphs smoothly from di
 Smoke variant: --config=experiments/dcgan_digits.py:smoke
 """
 
-from experiments import base, gan_common
+from experiments import base, common, gan_common
 
 
 def get_config(arg: str | None = None):
@@ -22,4 +22,4 @@ def get_config(arg: str | None = None):
   c.model.dcgan.g_norm = 'batch'
   c.model.dcgan.d_norm = 'batch'
   c.train.num_steps = 4000
-  return gan_common.variant(c, arg, 'dcgan_digits')
+  return common.variant(c, arg, name='dcgan_digits', smoke=gan_common.smoke)

@@ -20,4 +20,4 @@ def get_config(arg: str | None = None):
   c.diffusion.weighting = 'eps'
   c.diffusion.time_sampling = 'uniform'
   c.diffusion.sample.sampler = 'ddpm'
-  return common.variant(c, arg, 'ddpm_cifar10')
+  return common.variant(c, arg, name='ddpm_cifar10', smoke=common.smoke)

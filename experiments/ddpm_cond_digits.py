@@ -27,4 +27,4 @@ def get_config(arg: str | None = None):
   c.train.sample_every = 3000
   c.diffusion.sample.sampler = 'ddpm'
   c.diffusion.sample.guidance_scale = 2.0
-  return common.variant(c, arg, 'ddpm_cond_digits')
+  return common.variant(c, arg, name='ddpm_cond_digits', smoke=common.smoke)

@@ -33,4 +33,4 @@ def get_config(arg: str | None = None):
   # The digits metrics (FD-digits, IS, KID, precision/recall, density/coverage, memorisation,
   # sliced W2) and bits/dim from the DDPM bound over 17 pixel levels.
   c.eval.metrics = ('auto',)
-  return common.variant(c, arg, 'ddpm_digits')
+  return common.variant(c, arg, name='ddpm_digits', smoke=common.smoke)

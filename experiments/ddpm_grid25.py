@@ -27,4 +27,4 @@ def get_config(arg: str | None = None):
   c.train.sample_every = 5000
   c.diffusion.sample.sampler = 'ddpm'
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
-  return common.variant(c, arg, 'ddpm_grid25')
+  return common.variant(c, arg, name='ddpm_grid25', smoke=common.smoke)

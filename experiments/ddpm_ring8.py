@@ -14,7 +14,7 @@ Learning-rate sweep (`sweep()` below, 3 runs, one summary table):
   python -m launch.sweep --config=experiments/ddpm_ring8.py --workdir_root=runs/ddpm_ring8_lr
 """
 
-from experiments import base
+from experiments import base, common
 
 
 def get_config(arg: str | None = None):
@@ -43,20 +43,24 @@ def get_config(arg: str | None = None):
   c.sample.num = 2000
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
   c.eval.num_samples = 2500
-  if arg == 'smoke':
-    c.data.batch_size = 256
-    c.model.mlp.features = (32, 32)
-    c.model.mlp.time_dim = 16
-    c.diffusion.num_timesteps = 50
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.ckpt_every = 10
-    c.train.sample_every = 10
-    c.sample.num = 64
-    c.eval.num_samples = 256
-  elif arg:
-    raise ValueError(f"experiments/ddpm_ring8.py: unknown variant {arg!r}; choose 'smoke'")
-  return c
+  return common.variant(c, arg, name='ddpm_ring8', smoke=smoke)
+
+
+def smoke(c) -> None:
+  """Seconds-long variant for tests: data.batch_size = 256, model.mlp.features = (32, 32),
+  model.mlp.time_dim = 16, diffusion.num_timesteps = 50, train.num_steps = 20,
+  train.log_every = 5, train.ckpt_every = 10, train.sample_every = 10, sample.num = 64,
+  eval.num_samples = 256."""
+  c.data.batch_size = 256
+  c.model.mlp.features = (32, 32)
+  c.model.mlp.time_dim = 16
+  c.diffusion.num_timesteps = 50
+  c.train.num_steps = 20
+  c.train.log_every = 5
+  c.train.ckpt_every = 10
+  c.train.sample_every = 10
+  c.sample.num = 64
+  c.eval.num_samples = 256
 
 
 def sweep():

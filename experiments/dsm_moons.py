@@ -23,18 +23,20 @@ sliced_w2 0.096; 16,000: 54.7%), the mode-weight error of Langevin on a learned 
 Song & Ermon (2019) describe: the weights are set by the (few) gradients between the moons.
 """
 
-from experiments import base, ebm_common
+from experiments import base, common, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the dsm_moons config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='ebm')
-  ebm_common.toy_network(c, 'moons', 512, 'score_mlp', 'dsm')
+  ebm_common.toy_network(c, data='moons', batch_size=512, model='score_mlp', loss='dsm')
   c.ebm.dsm_sigma = 0.1
   c.ebm.init_range = 3.0
   c.ebm.sample.chain_steps = 1000
   c.ebm.step_size = 5e-3
   c.ebm.noise_scale = 1.0
-  ebm_common.adam(c, 1e-3, 0.9, 100, 'cosine')
-  ebm_common.toy_run(c, 5000, 250, 2500, 0.999, ('sliced_w2',))
-  return ebm_common.variant(c, arg, 'dsm_moons')
+  ebm_common.adam(c, lr=1e-3, b1=0.9, warmup_steps=100, schedule='cosine')
+  ebm_common.toy_run(
+    c, num_steps=5000, log_every=250, sample_every=2500, ema_rate=0.999, metrics=('sliced_w2',)
+  )
+  return common.variant(c, arg, name='dsm_moons', smoke=ebm_common.smoke)

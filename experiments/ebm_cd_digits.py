@@ -10,7 +10,7 @@ strokes within the 20 steps.
 Smoke variant: --config=experiments/ebm_cd_digits.py:smoke
 """
 
-from experiments import base
+from experiments import base, common
 from gen import metrics as metrics_lib
 
 
@@ -61,17 +61,20 @@ def get_config(arg: str | None = None):
   c.sample.use_ema = False  # the short-run sampler is fitted to the current parameters
   c.eval.metrics = metrics_lib.DIGITS_METRICS  # as diffusion and GANs on digits
   c.eval.num_samples = 297
-  if arg == 'smoke':
-    c.data.batch_size = 16
-    c.model.energy_conv.ch = 8
-    c.ebm.chain_steps = 3
-    c.ebm.sample.chain_steps = 4
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.ckpt_every = 10
-    c.train.sample_every = 10
-    c.sample.num = 16
-    c.eval.num_samples = 64
-  elif arg:
-    raise ValueError(f"experiments/ebm_cd_digits.py: unknown variant {arg!r}; choose 'smoke'")
-  return c
+  return common.variant(c, arg, name='ebm_cd_digits', smoke=smoke)
+
+
+def smoke(c) -> None:
+  """Seconds-long variant for tests: data.batch_size = 16, model.energy_conv.ch = 8,
+  ebm.chain_steps = 3, ebm.sample.chain_steps = 4, train.num_steps = 20, train.log_every = 5,
+  train.ckpt_every = 10, train.sample_every = 10, sample.num = 16, eval.num_samples = 64."""
+  c.data.batch_size = 16
+  c.model.energy_conv.ch = 8
+  c.ebm.chain_steps = 3
+  c.ebm.sample.chain_steps = 4
+  c.train.num_steps = 20
+  c.train.log_every = 5
+  c.train.ckpt_every = 10
+  c.train.sample_every = 10
+  c.sample.num = 16
+  c.eval.num_samples = 64

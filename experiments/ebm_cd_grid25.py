@@ -15,13 +15,13 @@ the same way; a/2 = 0.025, noise_scale 0.05, i.e. per-step noise 0.011 against t
 cover the grid and twice the steps and batch. Alternatives we measured: experiments/RESULTS.md.
 """
 
-from experiments import base, ebm_common
+from experiments import base, common, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the ebm_cd_grid25 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='ebm')
-  ebm_common.toy_network(c, 'grid25', 512, 'energy_mlp', 'cd')
+  ebm_common.toy_network(c, data='grid25', batch_size=512, model='energy_mlp', loss='cd')
   c.ebm.energy_alpha = 0.1
   c.ebm.chain_init = 'noise'  # short-run: a fresh chain from noise for every negative
   c.ebm.init_range = 4.5
@@ -29,8 +29,18 @@ def get_config(arg: str | None = None):
   c.ebm.sample.chain_steps = 40  # sample exactly as trained
   c.ebm.step_size = 0.05
   c.ebm.noise_scale = 0.05
-  ebm_common.adam(c, 1e-3, 0.5, 0, 'constant')
+  ebm_common.adam(c, lr=1e-3, b1=0.5, warmup_steps=0, schedule='constant')
   ebm_common.toy_run(
-    c, 4000, 100, 1000, 0.99, ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+    c,
+    num_steps=4000,
+    log_every=100,
+    sample_every=1000,
+    ema_rate=0.99,
+    metrics=('modes_covered', 'high_quality_fraction', 'sliced_w2'),
   )
-  return ebm_common.variant(c, arg, 'ebm_cd_grid25', batch=256)
+  return common.variant(c, arg, name='ebm_cd_grid25', smoke=smoke)
+
+
+def smoke(c) -> None:
+  """ebm_common.smoke with data.batch_size = 256 (the full run's 512 halved)."""
+  ebm_common.smoke(c, batch_size=256)

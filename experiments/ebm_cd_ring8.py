@@ -23,13 +23,13 @@ We chose this over IGEBM's replay buffer because the test samples from noise: wi
 longer match them. Alternatives we measured: experiments/RESULTS.md.
 """
 
-from experiments import base, ebm_common
+from experiments import base, common, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the ebm_cd_ring8 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='ebm')
-  ebm_common.toy_network(c, 'ring8', 256, 'energy_mlp', 'cd')
+  ebm_common.toy_network(c, data='ring8', batch_size=256, model='energy_mlp', loss='cd')
   c.ebm.energy_alpha = 0.1
   c.ebm.chain_init = 'noise'  # short-run: a fresh chain from noise for every negative
   c.ebm.init_range = 2.5
@@ -37,8 +37,13 @@ def get_config(arg: str | None = None):
   c.ebm.sample.chain_steps = 40  # sample exactly as trained
   c.ebm.step_size = 0.05
   c.ebm.noise_scale = 0.05
-  ebm_common.adam(c, 1e-3, 0.5, 0, 'constant')
+  ebm_common.adam(c, lr=1e-3, b1=0.5, warmup_steps=0, schedule='constant')
   ebm_common.toy_run(
-    c, 2000, 100, 500, 0.99, ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+    c,
+    num_steps=2000,
+    log_every=100,
+    sample_every=500,
+    ema_rate=0.99,
+    metrics=('modes_covered', 'high_quality_fraction', 'sliced_w2'),
   )
-  return ebm_common.variant(c, arg, 'ebm_cd_ring8')
+  return common.variant(c, arg, name='ebm_cd_ring8', smoke=ebm_common.smoke)

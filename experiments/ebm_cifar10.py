@@ -6,7 +6,7 @@ Expected: a GPU/TPU run, not measured on a 2-core CPU; prepare the data once wit
 `gen prepare --dataset=cifar10`. The tests run one training step of this network on CPU.
 """
 
-from experiments import base
+from experiments import base, common
 
 
 def get_config(arg: str | None = None):
@@ -49,6 +49,4 @@ def get_config(arg: str | None = None):
   c.sample.num = 64
   c.eval.metrics = ('sliced_w2',)
   c.eval.num_samples = 1000
-  if arg:
-    raise ValueError(f'experiments/ebm_cifar10.py: unknown variant {arg!r} (no smoke variant)')
-  return c
+  return common.variant(c, arg, name='ebm_cifar10', smoke=None)  # no smoke variant

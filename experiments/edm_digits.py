@@ -38,4 +38,4 @@ def get_config(arg: str | None = None):
   c.diffusion.sample.spacing = 'karras'
   c.diffusion.sample.rho = 7.0
   c.eval.metrics = (*metrics_lib.DIGITS_METRICS, 'bpd')
-  return common.variant(c, arg, 'edm_digits')
+  return common.variant(c, arg, name='edm_digits', smoke=common.smoke)

@@ -23,19 +23,24 @@ sigma^2 / (1 - a h / 4) = 1.07 sigma^2 at a = 1e-4 (4e-4 gives 1.33 sigma^2). 2,
 Alternatives we measured: experiments/RESULTS.md.
 """
 
-from experiments import base, ebm_common
+from experiments import base, common, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the exact_sm_ring8 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='ebm')
-  ebm_common.toy_network(c, 'ring8', 256, 'energy_mlp', 'exact_sm')
+  ebm_common.toy_network(c, data='ring8', batch_size=256, model='energy_mlp', loss='exact_sm')
   c.ebm.init_range = 2.5
   c.ebm.sample.chain_steps = 2000
   c.ebm.step_size = 1e-4
   c.ebm.noise_scale = 1.0
-  ebm_common.adam(c, 3e-3, 0.9, 100, 'cosine')
+  ebm_common.adam(c, lr=3e-3, b1=0.9, warmup_steps=100, schedule='cosine')
   ebm_common.toy_run(
-    c, 4000, 100, 1000, 0.999, ('modes_covered', 'high_quality_fraction', 'sliced_w2')
+    c,
+    num_steps=4000,
+    log_every=100,
+    sample_every=1000,
+    ema_rate=0.999,
+    metrics=('modes_covered', 'high_quality_fraction', 'sliced_w2'),
   )
-  return ebm_common.variant(c, arg, 'exact_sm_ring8')
+  return common.variant(c, arg, name='exact_sm_ring8', smoke=ebm_common.smoke)

@@ -1,7 +1,9 @@
 """Recipes the DCGAN-family experiment files share: digits and CIFAR-10 pairs, a smoke variant.
 
 experiments/common.py's `smoke` shrinks diffusion networks (unet, mlp); `smoke` here shrinks a
-GAN pair and keeps the batch a multiple of n_critic * pack, and leaves diffusion alone.
+GAN pair and keeps the batch a multiple of n_critic * pack, and leaves diffusion alone. Helpers
+take the config `c` positionally and every recipe value by keyword; an experiment ends with
+`common.variant(c, arg, name=..., smoke=gan_common.smoke)`.
 """
 
 import ml_collections
@@ -10,7 +12,12 @@ from gen import metrics as metrics_lib
 
 
 def gan_optimizers(
-  c: ml_collections.ConfigDict, lr: float, b1: float = 0.5, b2: float = 0.999, lr_d: float = 0.0
+  c: ml_collections.ConfigDict,
+  *,
+  lr: float,
+  b1: float = 0.5,
+  b2: float = 0.999,
+  lr_d: float = 0.0,
 ) -> None:
   """Adam for both players (lr_d: the discriminator's, default lr), constant learning rates."""
   for o, rate in ((c.optim, lr), (c.gan.optim_d, lr_d or lr)):
@@ -40,7 +47,7 @@ def digits_dcgan(c: ml_collections.ConfigDict) -> None:
   c.model.dcgan.g_ch = 64
   c.model.dcgan.d_ch = 32
   c.gan.latent_dim = 100
-  gan_optimizers(c, 2e-4)
+  gan_optimizers(c, lr=2e-4)
   c.train.ema_rate = 0.999
   c.train.sample_every = 1000
   c.train.eval_every = 1000  # a GAN's samples cost one forward pass: cheap to track
@@ -60,7 +67,7 @@ def cifar10_dcgan(c: ml_collections.ConfigDict) -> None:
   c.model.dcgan.g_ch = 64
   c.model.dcgan.d_ch = 64
   c.gan.latent_dim = 100
-  gan_optimizers(c, 2e-4)
+  gan_optimizers(c, lr=2e-4)
   c.train.ema_rate = 0.999
   c.train.log_every = 100
   c.train.ckpt_every = 10_000
@@ -71,7 +78,13 @@ def cifar10_dcgan(c: ml_collections.ConfigDict) -> None:
 
 
 def smoke(c: ml_collections.ConfigDict) -> None:
-  """Seconds-long variant for tests: 8-channel networks, 20 steps, few samples."""
+  """The DCGAN-family smoke variant (seconds-long, for tests): 8-channel networks, 20 steps, few
+  samples.
+
+  Sets train.num_steps = 20, train.log_every = 5, train.ckpt_every = 10,
+  train.sample_every = 10, train.eval_every = 0, sample.num = 20, eval.num_samples = 64,
+  model.dcgan.g_ch = 8, model.dcgan.d_ch = 8 and data.batch_size = 4 * gan.n_critic * gan.pack.
+  """
   c.train.num_steps = 20
   c.train.log_every = 5
   c.train.ckpt_every = 10
@@ -82,12 +95,3 @@ def smoke(c: ml_collections.ConfigDict) -> None:
   c.model.dcgan.g_ch = 8
   c.model.dcgan.d_ch = 8
   c.data.batch_size = 4 * c.gan.n_critic * c.gan.pack
-
-
-def variant(c: ml_collections.ConfigDict, arg: str | None, name: str) -> ml_collections.ConfigDict:
-  """Applies the `:arg` variant of experiment `name` ('smoke' or none)."""
-  if arg == 'smoke':
-    smoke(c)
-  elif arg:
-    raise ValueError(f"experiments/{name}.py: unknown variant {arg!r}; choose 'smoke'")
-  return c

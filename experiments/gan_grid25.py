@@ -37,19 +37,26 @@ tests/test_quality_toys.py.
 Smoke variant (seconds, used by the tests): --config=experiments/gan_grid25.py:smoke
 """
 
-from experiments import base, gan_toy_common
+from experiments import base, common, gan_toy_common
 
 
 def get_config(arg: str | None = None):
   """Returns the gan_grid25 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='gan')
-  gan_toy_common.toy_gan(c, 'grid25', (256, 256, 256), (128, 128, 128), 2, batch_size=512)
+  gan_toy_common.toy_gan(
+    c,
+    data='grid25',
+    g_features=(256, 256, 256),
+    d_features=(128, 128, 128),
+    latent_dim=2,
+    batch_size=512,
+  )
   c.gan.loss = 'non_saturating'
   c.gan.r1_weight = 0.1
   c.gan.sample.rejection_sampling = True
   c.gan.sample.drs_candidates = 4
   c.gan.sample.drs_percentile = 50.0
-  gan_toy_common.optimizer(c.optim, 1e-3)
-  gan_toy_common.optimizer(c.gan.optim_d, 1e-3)
-  gan_toy_common.intervals(c, 20_000)
-  return gan_toy_common.variant(c, arg, 'gan_grid25')
+  gan_toy_common.optimizer(c.optim, lr=1e-3)
+  gan_toy_common.optimizer(c.gan.optim_d, lr=1e-3)
+  gan_toy_common.intervals(c, num_steps=20_000)
+  return common.variant(c, arg, name='gan_grid25', smoke=gan_toy_common.smoke)

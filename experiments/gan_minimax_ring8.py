@@ -17,7 +17,7 @@ Adam normalises the gradient's scale anyway.
 Smoke variant (seconds, used by the tests): --config=experiments/gan_minimax_ring8.py:smoke
 """
 
-from experiments import base, gan_ring8, gan_toy_common
+from experiments import base, common, gan_ring8, gan_toy_common
 
 
 def get_config(arg: str | None = None):
@@ -25,4 +25,4 @@ def get_config(arg: str | None = None):
   c = base.get_config(objective='gan')
   gan_ring8.recipe(c)
   c.gan.loss = 'minimax'
-  return gan_toy_common.variant(c, arg, 'gan_minimax_ring8')
+  return common.variant(c, arg, name='gan_minimax_ring8', smoke=gan_toy_common.smoke)

@@ -19,16 +19,18 @@ A seeded test in tests/test_quality_toys.py.
 Smoke variant (seconds, used by the tests): --config=experiments/gan_ring8.py:smoke
 """
 
-from experiments import base, gan_toy_common
+from experiments import base, common, gan_toy_common
 
 
 def recipe(c) -> None:
   """Everything but the loss: shared with gan_minimax_ring8."""
-  gan_toy_common.toy_gan(c, 'ring8', (128, 128, 128), (128, 128, 128), latent_dim=4)
+  gan_toy_common.toy_gan(
+    c, data='ring8', g_features=(128, 128, 128), d_features=(128, 128, 128), latent_dim=4
+  )
   c.gan.r1_weight = 0.1  # without it 1 of 5 seeds dropped a mode: experiments/RESULTS.md
-  gan_toy_common.optimizer(c.optim, 1e-3)
-  gan_toy_common.optimizer(c.gan.optim_d, 1e-3)
-  gan_toy_common.intervals(c, 20_000)
+  gan_toy_common.optimizer(c.optim, lr=1e-3)
+  gan_toy_common.optimizer(c.gan.optim_d, lr=1e-3)
+  gan_toy_common.intervals(c, num_steps=20_000)
 
 
 def get_config(arg: str | None = None):
@@ -36,4 +38,4 @@ def get_config(arg: str | None = None):
   c = base.get_config(objective='gan')
   recipe(c)
   c.gan.loss = 'non_saturating'
-  return gan_toy_common.variant(c, arg, 'gan_ring8')
+  return common.variant(c, arg, name='gan_ring8', smoke=gan_toy_common.smoke)

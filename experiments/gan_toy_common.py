@@ -2,7 +2,9 @@
 per-player optimizers, a smoke variant.
 
 experiments/common.py's `smoke` shrinks diffusion networks; `smoke` here shrinks a `gan_mlp`
-pair, keeps the batch a multiple of n_critic * pack and leaves diffusion alone.
+pair, keeps the batch a multiple of n_critic * pack and leaves diffusion alone. Helpers take the
+config `c` (or one optimizer section) positionally and every recipe value by keyword; an
+experiment ends with `common.variant(c, arg, name=..., smoke=gan_toy_common.smoke)`.
 """
 
 import ml_collections
@@ -10,6 +12,7 @@ import ml_collections
 
 def toy_gan(
   c: ml_collections.ConfigDict,
+  *,
   data: str,
   g_features=(128, 128, 128),
   d_features=(128, 128, 128),
@@ -36,6 +39,7 @@ def toy_gan(
 
 def optimizer(
   o: ml_collections.ConfigDict,
+  *,
   lr: float,
   name: str = 'adam',
   b1: float = 0.5,
@@ -53,7 +57,7 @@ def optimizer(
   o.grad_clip = 0.0
 
 
-def intervals(c: ml_collections.ConfigDict, num_steps: int, evals: int = 4) -> None:
+def intervals(c: ml_collections.ConfigDict, *, num_steps: int, evals: int = 4) -> None:
   """Runs `num_steps`, evaluating (mode coverage over training) and drawing `evals` times."""
   c.train.num_steps = num_steps
   c.train.eval_every = num_steps // evals
@@ -62,7 +66,14 @@ def intervals(c: ml_collections.ConfigDict, num_steps: int, evals: int = 4) -> N
 
 
 def smoke(c: ml_collections.ConfigDict) -> None:
-  """Seconds-long variant for tests: 16-unit networks, 20 steps, few samples."""
+  """The 2-D toy GAN smoke variant (seconds-long, for tests): 16-unit networks, 20 steps, few
+  samples.
+
+  Sets model.gan_mlp.g_features = (16, 16), model.gan_mlp.d_features = (16, 16),
+  data.batch_size = 16 * gan.n_critic * gan.pack, train.num_steps = 20, train.log_every = 5,
+  train.ckpt_every = 10, train.sample_every = 10, train.eval_every = 0, sample.num = 64,
+  eval.num_samples = 256.
+  """
   c.model.gan_mlp.g_features = (16, 16)
   c.model.gan_mlp.d_features = (16, 16)
   c.data.batch_size = 16 * c.gan.n_critic * c.gan.pack
@@ -73,12 +84,3 @@ def smoke(c: ml_collections.ConfigDict) -> None:
   c.train.eval_every = 0
   c.sample.num = 64
   c.eval.num_samples = 256
-
-
-def variant(c: ml_collections.ConfigDict, arg: str | None, name: str) -> ml_collections.ConfigDict:
-  """Applies the `:arg` variant of experiment `name` ('smoke' or none)."""
-  if arg == 'smoke':
-    smoke(c)
-  elif arg:
-    raise ValueError(f"experiments/{name}.py: unknown variant {arg!r}; choose 'smoke'")
-  return c

@@ -41,4 +41,4 @@ def get_config(arg: str | None = None):
   c.diffusion.sample.langevin_steps = 5
   c.diffusion.sample.step_ratio = 0.2
   c.diffusion.sample.noise_scale = 1.0
-  return common.variant(c, arg, 'ncsn_digits')
+  return common.variant(c, arg, name='ncsn_digits', smoke=common.smoke)

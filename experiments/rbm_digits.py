@@ -9,7 +9,7 @@ data grey levels). Alternatives we measured (more hidden units, CD-5): experimen
 Smoke variant: --config=experiments/rbm_digits.py:smoke
 """
 
-from experiments import base
+from experiments import base, common
 from gen import metrics as metrics_lib
 
 
@@ -43,17 +43,20 @@ def get_config(arg: str | None = None):
   c.sample.num = 100
   c.eval.metrics = metrics_lib.DIGITS_METRICS  # as diffusion and GANs on digits
   c.eval.num_samples = 297
-  if arg == 'smoke':
-    c.data.batch_size = 16
-    c.model.rbm.num_hidden = 16
-    c.rbm.buffer_size = 64
-    c.rbm.sample.chain_steps = 10
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.ckpt_every = 10
-    c.train.sample_every = 10
-    c.sample.num = 16
-    c.eval.num_samples = 64
-  elif arg:
-    raise ValueError(f"experiments/rbm_digits.py: unknown variant {arg!r}; choose 'smoke'")
-  return c
+  return common.variant(c, arg, name='rbm_digits', smoke=smoke)
+
+
+def smoke(c) -> None:
+  """Seconds-long variant for tests: data.batch_size = 16, model.rbm.num_hidden = 16,
+  rbm.buffer_size = 64, rbm.sample.chain_steps = 10, train.num_steps = 20, train.log_every = 5,
+  train.ckpt_every = 10, train.sample_every = 10, sample.num = 16, eval.num_samples = 64."""
+  c.data.batch_size = 16
+  c.model.rbm.num_hidden = 16
+  c.rbm.buffer_size = 64
+  c.rbm.sample.chain_steps = 10
+  c.train.num_steps = 20
+  c.train.log_every = 5
+  c.train.ckpt_every = 10
+  c.train.sample_every = 10
+  c.sample.num = 16
+  c.eval.num_samples = 64

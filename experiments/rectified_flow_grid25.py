@@ -34,4 +34,4 @@ def get_config(arg: str | None = None):
   c.diffusion.sample.sampler = 'euler'
   c.diffusion.sample.num_steps = 100
   c.eval.metrics = ('modes_covered', 'high_quality_fraction', 'sliced_w2')
-  return common.variant(c, arg, 'rectified_flow_grid25')
+  return common.variant(c, arg, name='rectified_flow_grid25', smoke=common.smoke)

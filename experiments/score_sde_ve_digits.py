@@ -27,4 +27,4 @@ def get_config(arg: str | None = None):
   c.train.sample_every = 3000
   c.diffusion.sample.sampler = 'euler_maruyama'
   c.diffusion.sample.num_steps = 1000
-  return common.variant(c, arg, 'score_sde_ve_digits')
+  return common.variant(c, arg, name='score_sde_ve_digits', smoke=common.smoke)

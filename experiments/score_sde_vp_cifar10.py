@@ -24,4 +24,4 @@ def get_config(arg: str | None = None):
   c.train.num_steps = 1_300_000
   c.diffusion.sample.sampler = 'euler_maruyama'
   c.diffusion.sample.num_steps = 1000
-  return common.variant(c, arg, 'score_sde_vp_cifar10')
+  return common.variant(c, arg, name='score_sde_vp_cifar10', smoke=common.smoke)

@@ -28,4 +28,4 @@ def get_config(arg: str | None = None):
   c.diffusion.sample.sampler = 'euler_maruyama'
   c.diffusion.sample.num_steps = 1000
   c.eval.metrics = ('sliced_w2',)
-  return common.variant(c, arg, 'score_sde_vp_swiss_roll')
+  return common.variant(c, arg, name='score_sde_vp_swiss_roll', smoke=common.smoke)

@@ -20,13 +20,13 @@ them, and chains must travel along the roll to spread the mass over it. With 1,0
 Alternatives we measured (a score network instead of the energy): experiments/RESULTS.md.
 """
 
-from experiments import base, ebm_common
+from experiments import base, common, ebm_common
 
 
 def get_config(arg: str | None = None):
   """Returns the sliced_sm_swiss_roll config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='ebm')
-  ebm_common.toy_network(c, 'swiss_roll', 512, 'energy_mlp', 'sliced_sm')
+  ebm_common.toy_network(c, data='swiss_roll', batch_size=512, model='energy_mlp', loss='sliced_sm')
   c.ebm.sm_projections = 1
   c.ebm.sm_projection = 'rademacher'
   c.ebm.sm_variance_reduced = True
@@ -34,6 +34,8 @@ def get_config(arg: str | None = None):
   c.ebm.sample.chain_steps = 4000
   c.ebm.step_size = 5e-3
   c.ebm.noise_scale = 1.0
-  ebm_common.adam(c, 1e-3, 0.9, 100, 'cosine')
-  ebm_common.toy_run(c, 5000, 250, 2500, 0.999, ('sliced_w2',))
-  return ebm_common.variant(c, arg, 'sliced_sm_swiss_roll')
+  ebm_common.adam(c, lr=1e-3, b1=0.9, warmup_steps=100, schedule='cosine')
+  ebm_common.toy_run(
+    c, num_steps=5000, log_every=250, sample_every=2500, ema_rate=0.999, metrics=('sliced_w2',)
+  )
+  return common.variant(c, arg, name='sliced_sm_swiss_roll', smoke=ebm_common.smoke)

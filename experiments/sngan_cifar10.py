@@ -8,7 +8,7 @@ the hinge loss (table 2).
 Smoke variant: --config=experiments/sngan_cifar10.py:smoke
 """
 
-from experiments import base, gan_common
+from experiments import base, common, gan_common
 
 
 def get_config(arg: str | None = None):
@@ -29,6 +29,6 @@ def get_config(arg: str | None = None):
   c.model.dcgan.d_norm = 'none'
   c.model.dcgan.spectral_norm = True
   c.model.dcgan.extra_convs = True
-  gan_common.gan_optimizers(c, 2e-4, b1=0.5, b2=0.999)
+  gan_common.gan_optimizers(c, lr=2e-4, b1=0.5, b2=0.999)
   c.train.num_steps = 100_000
-  return gan_common.variant(c, arg, 'sngan_cifar10')
+  return common.variant(c, arg, name='sngan_cifar10', smoke=gan_common.smoke)

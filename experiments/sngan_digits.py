@@ -10,7 +10,7 @@ strip. Alternatives we measured (DiffAugment): experiments/RESULTS.md.
 Smoke variant: --config=experiments/sngan_digits.py:smoke
 """
 
-from experiments import base, gan_common
+from experiments import base, common, gan_common
 
 
 def get_config(arg: str | None = None):
@@ -25,4 +25,4 @@ def get_config(arg: str | None = None):
   c.model.dcgan.extra_convs = True
   c.model.dcgan.d_ch = 16  # sliced W2 0.100 at 4,000 steps vs 0.105 for d_ch 32, 3x faster
   c.train.num_steps = 3000
-  return gan_common.variant(c, arg, 'sngan_digits')
+  return common.variant(c, arg, name='sngan_digits', smoke=gan_common.smoke)

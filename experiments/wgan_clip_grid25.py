@@ -21,17 +21,24 @@ networks.
 Smoke variant (seconds, used by the tests): --config=experiments/wgan_clip_grid25.py:smoke
 """
 
-from experiments import base, gan_toy_common
+from experiments import base, common, gan_toy_common
 
 
 def get_config(arg: str | None = None):
   """Returns the wgan_clip_grid25 config; `arg='smoke'` gives a seconds-long variant."""
   c = base.get_config(objective='gan')
-  gan_toy_common.toy_gan(c, 'grid25', (128, 128, 128), (128, 128, 128), 2, batch_size=5 * 256)
+  gan_toy_common.toy_gan(
+    c,
+    data='grid25',
+    g_features=(128, 128, 128),
+    d_features=(128, 128, 128),
+    latent_dim=2,
+    batch_size=5 * 256,
+  )
   c.gan.loss = 'wasserstein'
   c.gan.clip_value = 0.01
   c.gan.n_critic = 5
-  gan_toy_common.optimizer(c.optim, 5e-5, name='rmsprop', schedule='constant')
-  gan_toy_common.optimizer(c.gan.optim_d, 5e-5, name='rmsprop', schedule='constant')
-  gan_toy_common.intervals(c, 50_000)
-  return gan_toy_common.variant(c, arg, 'wgan_clip_grid25')
+  gan_toy_common.optimizer(c.optim, lr=5e-5, name='rmsprop', schedule='constant')
+  gan_toy_common.optimizer(c.gan.optim_d, lr=5e-5, name='rmsprop', schedule='constant')
+  gan_toy_common.intervals(c, num_steps=50_000)
+  return common.variant(c, arg, name='wgan_clip_grid25', smoke=gan_toy_common.smoke)

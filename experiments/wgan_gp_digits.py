@@ -11,7 +11,7 @@ over the first 250 steps, 0.65 by step 1,000 and 0.61 at the end.
 Smoke variant: --config=experiments/wgan_gp_digits.py:smoke
 """
 
-from experiments import base, gan_common
+from experiments import base, common, gan_common
 
 
 def get_config(arg: str | None = None):
@@ -32,6 +32,6 @@ def get_config(arg: str | None = None):
   c.model.dcgan.d_norm = 'layer'
   c.model.dcgan.d_ch = 16
   c.data.batch_size = 5 * 32  # split over the 5 critic steps; the generator step draws 32
-  gan_common.gan_optimizers(c, 2e-4, b1=0.5, b2=0.9)
+  gan_common.gan_optimizers(c, lr=2e-4, b1=0.5, b2=0.9)
   c.train.num_steps = 3000
-  return gan_common.variant(c, arg, 'wgan_gp_digits')
+  return common.variant(c, arg, name='wgan_gp_digits', smoke=gan_common.smoke)
