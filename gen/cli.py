@@ -116,11 +116,11 @@ def _report(argv) -> None:
 
 
 def _compare(argv) -> None:
-  from gen import report
+  from gen import compare
 
   f = flags.FLAGS
   workdirs = [paths.absolute(w) for w in argv[1:]]
-  sys.exit(report.compare_main(workdirs, f.format, f.fields, f.sort))
+  sys.exit(compare.compare_main(workdirs, f.format, f.fields, f.sort))
 
 
 HELP_FLAGS = ('--help', '-h', '--helpshort', '-?')

@@ -228,12 +228,12 @@ def score(
 
 def table_line(result: dict) -> str:
   """The result as a two-row markdown table: inputs, sizes and the metrics."""
-  from gen import report
+  from gen import compare
 
   p = result['protocol']
   row = {'a': p['a']['input'], 'b': p['b']['input'], 'n_a': p['a']['n'], 'n_b': p['b']['n']}
   row.update(result['metrics'])
-  return report.format_table([row])
+  return compare.format_table([row])
 
 
 def score_main(a: str, b: str, output: str | None = None, **kwargs) -> int:

@@ -447,9 +447,9 @@ def summarize(
 ) -> str:
   """The `gen compare` table (markdown) of `workdirs`, with the swept `fields` as columns and
   sorted by `sort` (a column; '-name' descending), also written to `path`."""
-  from gen import report
+  from gen import compare
 
-  table = report.format_table(report.compare(workdirs, list(fields), sort), 'markdown')
+  table = compare.format_table(compare.compare(workdirs, list(fields), sort), 'markdown')
   with open(path, 'w') as f:
     f.write(table)
   return table

@@ -22,9 +22,10 @@ def _random_params(seed=0):
   """Every parameter a distinct random array (no init needed): any mix-up of leaves shows."""
   rng = np.random.default_rng(seed)
   flat = {
-    k: rng.normal(size=s).astype(np.float32) for k, s in sorted(inception.param_shapes().items())
+    k: rng.normal(size=s).astype(np.float32)
+    for k, s in sorted(inception_weights.param_shapes().items())
   }
-  return inception.unflatten_params(flat)
+  return inception_weights.unflatten_params(flat)
 
 
 def _torch_state_dict(params):
@@ -32,7 +33,7 @@ def _torch_state_dict(params):
   fc.weight [out, in], BN buffers, plus the num_batches_tracked counters torch adds."""
   leaf_names = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}
   state = {}
-  for key, value in inception.flatten_params(params).items():
+  for key, value in inception_weights.flatten_params(params).items():
     value = np.asarray(value)
     *module, kind, leaf = key.split('/')
     prefix = '.'.join(module)
@@ -49,7 +50,7 @@ def _torch_state_dict(params):
 
 
 def _assert_same(a, b):
-  fa, fb = inception.flatten_params(a), inception.flatten_params(b)
+  fa, fb = inception_weights.flatten_params(a), inception_weights.flatten_params(b)
   assert sorted(fa) == sorted(fb)
   for k in fa:
     np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg=k)
@@ -59,8 +60,8 @@ def _assert_same(a, b):
 @pytest.mark.timeout(120)
 def test_output_shapes_from_init():
   params = inception.init_params(jax.random.key(0))
-  assert {k: tuple(v.shape) for k, v in inception.flatten_params(params).items()} == (
-    inception.param_shapes()
+  assert {k: tuple(v.shape) for k, v in inception_weights.flatten_params(params).items()} == (
+    inception_weights.param_shapes()
   )
   images = np.random.default_rng(0).uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)
   out = inception.make_feature_fn(params)(images)
@@ -99,7 +100,7 @@ def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
   rng = np.random.default_rng(0)
   flat = {
     k: np.asarray(v)
-    for k, v in inception.flatten_params(inception.init_params(jax.random.key(0))).items()
+    for k, v in inception_weights.flatten_params(inception.init_params(jax.random.key(0))).items()
   }
   for k in flat:
     if k.endswith('bn/mean') or k.endswith('bn/bias'):
@@ -112,7 +113,7 @@ def test_inception_score_is_the_published_softmax_of_pool3_times_w(tmp_path):
   # pool3 does not depend on fc. Random images share most of their pool3 (its mean m): take W
   # orthogonal to m and scaled so that the logits vary by O(3) between images, where softmax
   # is neither one-hot nor uniform and the bias visibly moves the score.
-  state = _torch_state_dict(inception.unflatten_params(flat))
+  state = _torch_state_dict(inception_weights.unflatten_params(flat))
   pool3 = np.asarray(features(inception_weights.convert_state_dict(state), images)['features'])
   pool3 = pool3.astype(np.float64)
   m = pool3.mean(0)
@@ -151,8 +152,8 @@ def test_converter_maps_pytorch_fid_names_and_layouts(tmp_path):
   np.savez(src, **state)
   out = tmp_path / 'w.npz'
   checksum = convert.convert_file(str(src), str(out))
-  assert checksum == inception.weights_checksum(out)
-  _assert_same(inception.load_params(out), params)
+  assert checksum == inception_weights.weights_checksum(out)
+  _assert_same(inception_weights.load_params(out), params)
   # An entry too many or too few is refused.
   with pytest.raises(ValueError, match='unexpected state dict entry'):
     convert.convert_state_dict({**state, 'Mixed_5b.branch1x1.conv.bias': np.zeros(64)})
@@ -168,31 +169,36 @@ def test_converter_maps_pytorch_fid_names_and_layouts(tmp_path):
 def test_save_load_round_trip_and_checksum(tmp_path):
   params = _random_params(1)
   a, b = tmp_path / 'a.npz', tmp_path / 'sub' / 'b.npz'
-  sum_a = inception.save_params(params, a)
-  sum_b = inception.save_params(params, b)
-  assert sum_a == sum_b == inception.weights_checksum(a) == inception.weights_checksum(b)
+  sum_a = inception_weights.save_params(params, a)
+  sum_b = inception_weights.save_params(params, b)
+  assert (
+    sum_a == sum_b == inception_weights.weights_checksum(a) == inception_weights.weights_checksum(b)
+  )
   assert sum_a == hashlib.sha256(a.read_bytes()).hexdigest()
   assert sorted(os.listdir(tmp_path)) == ['a.npz', 'sub']  # no temporary file left behind
-  _assert_same(inception.load_params(a), params)
+  _assert_same(inception_weights.load_params(a), params)
   with np.load(a) as data:
     assert 'Mixed_5b/branch1x1/conv/kernel' in data.files
     assert data['Mixed_5b/branch1x1/conv/kernel'].shape == (1, 1, 192, 64)
-  changed = inception.flatten_params(params)
+  changed = inception_weights.flatten_params(params)
   changed['fc/bias'] = changed['fc/bias'].copy()
   changed['fc/bias'][0] += 1.0
-  assert inception.save_params(inception.unflatten_params(changed), b) != sum_a
+  assert inception_weights.save_params(inception_weights.unflatten_params(changed), b) != sum_a
   # A file of the wrong network is refused with the converter named.
   np.savez(tmp_path / 'bad.npz', **{'fc/kernel': np.zeros((2048, 1000), np.float32)})
   with pytest.raises(ConfigError, match='gen prepare --inception'):
-    inception.load_params(tmp_path / 'bad.npz')
+    inception_weights.load_params(tmp_path / 'bad.npz')
 
 
 @pytest.mark.timeout(30)
 def test_missing_weights_raise_config_error(tmp_path, monkeypatch):
-  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  monkeypatch.delenv(inception_weights.WEIGHTS_ENV, raising=False)
   expected = str(tmp_path / 'gen_inception' / 'fid_inception_v3.npz')
-  assert inception.default_weights_path(tmp_path) == expected
-  for call in (lambda: inception.weights_path(tmp_path), lambda: inception.load_params(expected)):
+  assert inception_weights.default_weights_path(tmp_path) == expected
+  for call in (
+    lambda: inception_weights.weights_path(tmp_path),
+    lambda: inception_weights.load_params(expected),
+  ):
     with pytest.raises(ConfigError) as info:
       call()
     message = str(info.value)
@@ -202,11 +208,11 @@ def test_missing_weights_raise_config_error(tmp_path, monkeypatch):
     assert 'pt_inception-2015-12-05-6726825d.pth' in message
   # The environment variable wins over data_dir.
   override = tmp_path / 'elsewhere.npz'
-  monkeypatch.setenv(inception.WEIGHTS_ENV, str(override))
+  monkeypatch.setenv(inception_weights.WEIGHTS_ENV, str(override))
   with pytest.raises(ConfigError, match='elsewhere.npz'):
-    inception.weights_path(tmp_path)
+    inception_weights.weights_path(tmp_path)
   override.write_bytes(b'x')
-  assert inception.weights_path(tmp_path) == str(override)
+  assert inception_weights.weights_path(tmp_path) == str(override)
 
 
 def _bilinear_half_pixel(a, out_size, axis):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gen.errors import ConfigError
-from gen.metrics import inception, inception_weights
+from gen.metrics import inception_weights
 from gen.metrics.inception_weights import WeightsError
 from tests.conftest import run_python
 from tests.test_inception import _assert_same, _random_params, _torch_state_dict
@@ -69,12 +69,12 @@ def test_gen_prepare_converts_a_local_pth_with_relative_paths(weights_pth, tmp_p
       '--data_dir=data',
     ],
     cwd=tmp_path,
-    env={inception.WEIGHTS_ENV: ''},
+    env={inception_weights.WEIGHTS_ENV: ''},
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = tmp_path / 'data' / 'gen_inception' / 'fid_inception_v3.npz'
-  assert f'wrote {out} (sha256 {inception.weights_checksum(out)})' in proc.stdout
-  _assert_same(inception.load_params(out), params)
+  assert f'wrote {out} (sha256 {inception_weights.weights_checksum(out)})' in proc.stdout
+  _assert_same(inception_weights.load_params(out), params)
   assert sorted(os.listdir(out.parent)) == ['fid_inception_v3.npz']  # no download left behind
 
 
@@ -94,14 +94,14 @@ def test_download_over_http_and_file_urls(weights_pth, tmp_path):
   try:
     url = f'http://127.0.0.1:{server.server_address[1]}/{pth_file.name}'
     out, checksum = inception_weights.prepare(url, str(tmp_path / 'http.npz'))
-    _assert_same(inception.load_params(out), params)
+    _assert_same(inception_weights.load_params(out), params)
     with pytest.raises(WeightsError, match='could not fetch .*404'):
       inception_weights.prepare(url.replace('-test-', '-gone-'), str(tmp_path / 'x.npz'))
   finally:
     server.shutdown()
     server.server_close()
   out2, checksum2 = inception_weights.prepare(pth_file.as_uri(), str(tmp_path / 'file.npz'))
-  assert checksum2 == checksum == inception.weights_checksum(out2)
+  assert checksum2 == checksum == inception_weights.weights_checksum(out2)
   # --sha256 takes the place of a hash in the name (a prefix or the whole digest).
   plain = tmp_path / 'renamed.pth'
   os.link(pth_file, plain)

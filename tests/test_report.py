@@ -1,4 +1,5 @@
-"""`gen.report`: the run page `W/report.html` and the sweep table, on fake run directories."""
+"""`gen.report` and `gen.compare`: the run page `W/report.html` and the sweep table, on fake run
+directories."""
 
 import csv
 import io
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gen import report
+from gen import compare, report
 
 
 def _config(data='digits', objective='gan', model='dcgan', num_steps=2000):
@@ -168,7 +169,7 @@ def test_compare_gives_the_union_of_columns(tmp_path, capsys):
     evals={200: {'sliced_w2': 0.05, 'modes_covered': 8}},
     samples=(),
   )
-  rows = report.compare([a, b])
+  rows = compare.compare([a, b])
   assert [r['run'] for r in rows] == ['a', 'b']
   assert list(rows[0]) == list(rows[1])  # same columns in both rows
   assert list(rows[0])[:7] == [
@@ -184,12 +185,12 @@ def test_compare_gives_the_union_of_columns(tmp_path, capsys):
   assert rows[1]['sliced_w2'] == 0.05 and rows[1]['fd'] is None and rows[1]['loss'] == 0.125
   assert rows[0]['loss/generator'] == 1.7 and rows[1]['loss/generator'] is None
   assert 'protocol' not in rows[0] and 'bounds' not in rows[0]
-  table = list(csv.DictReader(io.StringIO(report.format_table(rows, 'csv'))))
+  table = list(csv.DictReader(io.StringIO(compare.format_table(rows, 'csv'))))
   assert table[1]['fd'] == '' and table[1]['sliced_w2'] == '0.05' and table[0]['data'] == 'digits'
-  md = report.format_table(rows).splitlines()
+  md = compare.format_table(rows).splitlines()
   assert len(md) == 4 and md[0].startswith('| run | data |') and ' fd ' in md[0]
   assert md[1].count('|') == md[0].count('|') == md[3].count('|')
-  assert report.compare_main([a, b], 'csv') == 0
+  assert compare.compare_main([a, b], 'csv') == 0
   assert capsys.readouterr().out.startswith('run,data,objective,model,steps,final_step')
 
 
@@ -205,11 +206,11 @@ def test_not_a_run_dir_is_a_clear_error(tmp_path, capsys):
   assert 'does not exist' in capsys.readouterr().err
   # A sweep folder: the error names the runs inside it.
   make_run(tmp_path / 'sweep' / 'r1', samples=())
-  assert report.compare_main([str(tmp_path / 'sweep')], 'markdown') == 2
+  assert compare.compare_main([str(tmp_path / 'sweep')], 'markdown') == 2
   assert 'it holds run directories' in capsys.readouterr().err
-  assert report.compare_main([str(tmp_path / 'sweep' / 'r1')], 'json') == 2
+  assert compare.compare_main([str(tmp_path / 'sweep' / 'r1')], 'json') == 2
   with pytest.raises(report.RunDirError):
-    report.compare([str(tmp_path / 'sweep' / 'r1'), str(empty)])
+    compare.compare([str(tmp_path / 'sweep' / 'r1'), str(empty)])
 
 
 @pytest.mark.timeout(30)
@@ -220,7 +221,7 @@ def test_fd_interval_shown_next_to_fd_in_report_and_compare(tmp_path):
   assert '27.81 [12.5, 40.25] 95%' in page and 'basic bootstrap interval' in page
   assert '>fd_low<' not in page and '>fd_high<' not in page
   other = make_run(tmp_path / 'b', evals={2000: {'fd': 30.0, 'kid': 0.25}}, samples=())
-  rows = report.compare([run, other])
+  rows = compare.compare([run, other])
   columns = list(rows[0])
   assert columns[columns.index('fd') : columns.index('fd') + 3] == ['fd', 'fd_low', 'fd_high']
   assert rows[1]['fd_low'] is None and rows[0]['fd_high'] == 40.25
@@ -235,13 +236,13 @@ def test_compare_fields_sort_and_empty_columns(tmp_path, capsys):
     config = {**_config(), 'optim': {'lr': lr}, 'data': {'name': 'digits', 'data_dir': name}}
     evals = {2000: {'fd': fd, 'kid': None}} if fd is not None else {2000: {'kid': None}}
     runs.append(make_run(tmp_path / name, config=config, evals=evals, samples=()))
-  rows = report.compare(runs, sort='fd')
+  rows = compare.compare(runs, sort='fd')
   assert [r['run'] for r in rows] == ['b', 'a', 'c']
   assert [r['optim.lr'] for r in rows] == [3e-3, 1e-3, 1e-2]
   assert 'kid' not in rows[0] and 'data.data_dir' not in rows[0]  # empty; a path
-  assert [r['run'] for r in report.compare(runs, sort='-optim.lr')] == ['c', 'b', 'a']
-  assert 'optim.lr' not in report.compare(runs, fields=[])[0]
-  assert report.compare_main(runs, 'markdown', 'auto', 'nope') == 2
+  assert [r['run'] for r in compare.compare(runs, sort='-optim.lr')] == ['c', 'b', 'a']
+  assert 'optim.lr' not in compare.compare(runs, fields=[])[0]
+  assert compare.compare_main(runs, 'markdown', 'auto', 'nope') == 2
   assert capsys.readouterr().err.startswith('error: --sort=nope: no such column (columns: run,')
 
 

@@ -11,7 +11,7 @@ The script
 2. saves its state dict with `torch.save` under a torch.hub-style name (hash prefix) and
    converts it as `gen prepare --inception --source=FILE` does (`inception_weights.prepare`:
    copy, hash check, gen's torch-free .pth reader),
-   then loads the `.npz` with `gen.metrics.inception.load_params`;
+   then loads the `.npz` with `gen.metrics.inception_weights.load_params`;
 3. compares pool3 and logits of both networks on the same random 299x299 inputs in [-1, 1]
    (Flax float32 vs torch float32, and both vs torch float64 as the reference);
 4. compares the full pipelines on 32x32 RGB and grey images (upsampling) and 400x400 RGB ones
@@ -316,7 +316,7 @@ def main(argv=None) -> int:
     os.rename(raw, pth)
     npz = os.path.join(tmp, 'fid_inception_v3.npz')
     inception_weights.prepare(pth, npz)
-    params = inception.load_params(npz)
+    params = inception_weights.load_params(npz)
     # gen's torch-free reader on both of torch.save's layouts: every tensor bit for bit.
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     legacy = os.path.join(tmp, 'legacy.pth')

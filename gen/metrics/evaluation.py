@@ -67,9 +67,9 @@ def validate_options(config, spec, names) -> None:
       f"eval.features resolves to 'identity' for data.name={spec.name!r}"
     )
   if net == 'inception_v3' and any(n in metrics_lib.FEATURE_METRICS for n in names):
-    from gen.metrics import inception
+    from gen.metrics import inception_weights
 
-    inception.weights_path(data_dir_of(config))  # ConfigError with the how-to when missing
+    inception_weights.weights_path(data_dir_of(config))  # ConfigError with the how-to when missing
 
 
 def check_options(options, prefix: str = '') -> None:

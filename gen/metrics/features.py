@@ -84,15 +84,15 @@ def _digits_cnn(spec, data_dir: str) -> FeatureNet:
 
 
 def _inception(spec, data_dir: str) -> FeatureNet:
-  from gen.metrics import inception
+  from gen.metrics import inception, inception_weights
 
   if spec.kind != 'images':
     raise ConfigError(f"eval.features='inception_v3' needs images; data.name={spec.name!r}")
-  path = inception.weights_path(data_dir)  # ConfigError, with the how-to, when missing
-  params = inception.load_params(path)
+  path = inception_weights.weights_path(data_dir)  # ConfigError, with the how-to, when missing
+  params = inception_weights.load_params(path)
   return FeatureNet(
     name='inception_v3',
-    checksum=inception.weights_checksum(path),
+    checksum=inception_weights.weights_checksum(path),
     preprocessing=inception.PREPROCESSING,
     fn=lambda x: inception.features(params, x),
     has_logits=True,

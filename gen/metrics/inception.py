@@ -34,9 +34,10 @@ takes softmax(pool3 . W) without the layer's bias, as published (see `features`)
 
 Evaluation never downloads anything. `gen prepare --inception` (`inception_weights.prepare`)
 fetches pytorch-fid's file `pt_inception-2015-12-05-6726825d.pth` once, checks its sha256 and
-converts it without torch into a flat `.npz` (see `load_params` for the naming), which
-`weights_path` finds in `<data_dir>/gen_inception/fid_inception_v3.npz` or at
-$GEN_INCEPTION_WEIGHTS.
+converts it without torch into a flat `.npz` (see `inception_weights.flatten_params` for the
+naming), which `inception_weights.weights_path` finds in
+`<data_dir>/gen_inception/fid_inception_v3.npz` or at $GEN_INCEPTION_WEIGHTS;
+`inception_weights.load_params` reads it.
 
 Convolutions and the classifier run at `jax.lax.Precision.HIGHEST` by default: accelerators'
 default float32 matmul precision (TF32, bfloat16 passes) would shift the features of a network
@@ -46,43 +47,25 @@ that the reference ran in full float32.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-from gen.errors import ConfigError
 
 __all__ = [
   'FEATURE_DIM',
   'INPUT_SIZE',
   'NUM_LOGITS',
   'PREPROCESSING',
-  'WEIGHTS_ENV',
   'InceptionV3',
-  'check_flat_params',
-  'default_weights_path',
   'features',
-  'flatten_params',
   'init_params',
-  'load_params',
   'make_feature_fn',
-  'param_shapes',
   'preprocess',
-  'save_params',
-  'unflatten_params',
-  'weights_checksum',
-  'weights_path',
 ]
 
 INPUT_SIZE = 299
@@ -91,14 +74,10 @@ NUM_LOGITS = 1008
 IS_LOGITS = 'softmax(pool3 . W): the fc kernel without its bias, all 1008 classes (OpenAI, 2016)'
 BN_EPSILON = 1e-3
 
-WEIGHTS_ENV = 'GEN_INCEPTION_WEIGHTS'
-WEIGHTS_SUBDIR = 'gen_inception'
-WEIGHTS_FILE = 'fid_inception_v3.npz'
 PYTORCH_FID_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 PYTORCH_FID_URL = (
   'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + PYTORCH_FID_FILE
 )
-PREPARE = 'gen prepare --inception'
 
 # How gen's images become the network's input; evaluation records it next to FID numbers.
 PREPROCESSING = {
@@ -348,14 +327,6 @@ def init_params(rng: jax.Array) -> dict:
   return jax.jit(InceptionV3().init)(rng, x)['params']
 
 
-@functools.cache
-def param_shapes() -> dict[str, tuple[int, ...]]:
-  """Flat name -> shape of every parameter, e.g. 'Mixed_5b/branch1x1/conv/kernel'."""
-  x = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
-  tree = jax.eval_shape(InceptionV3().init, jax.random.key(0), x)['params']
-  return {k: tuple(v.shape) for k, v in flatten_params(tree).items()}
-
-
 # ---------------------------------------------------------------------------------------------
 # Preprocessing and features
 
@@ -438,132 +409,3 @@ def make_feature_fn(
     jitted = jax.jit(fn, in_shardings=(replicated, batch), out_shardings=batch)
     params = jax.device_put(params, replicated)
   return lambda images: jitted(params, images)
-
-
-# ---------------------------------------------------------------------------------------------
-# Weights: one flat .npz, found locally
-
-
-def flatten_params(params: Mapping) -> dict[str, Any]:
-  """Nested params -> {'Mixed_5b/branch1x1/conv/kernel': array, ...}.
-
-  The naming: '<module>/<submodule>.../<leaf>', modules as in pytorch-fid's state dict
-  (Conv2d_1a_3x3, Mixed_5b/branch5x5_1, ...), each BasicConv with 'conv/kernel' (HWIO) and
-  'bn/scale', 'bn/bias', 'bn/mean', 'bn/var'; the classifier 'fc/kernel' [2048, 1008] and
-  'fc/bias' [1008].
-  """
-  return traverse_util.flatten_dict(dict(params), sep='/')
-
-
-def unflatten_params(flat: Mapping[str, Any]) -> dict:
-  """The inverse of `flatten_params`."""
-  return traverse_util.unflatten_dict(dict(flat), sep='/')
-
-
-def default_weights_path(data_dir: str | os.PathLike | None = None) -> str:
-  """Where the weights belong: $GEN_INCEPTION_WEIGHTS, else
-  <data_dir>/gen_inception/fid_inception_v3.npz (data_dir None: gen's default data folder,
-  $TFDS_DATA_DIR or ~/tensorflow_datasets). Does not check that the file exists."""
-  env = os.environ.get(WEIGHTS_ENV)
-  if env:
-    return os.path.abspath(os.path.expanduser(env))
-  if not data_dir:
-    from gen.data.registry import default_data_dir
-
-    data_dir = default_data_dir()
-  return os.path.abspath(
-    os.path.join(os.path.expanduser(os.fspath(data_dir)), WEIGHTS_SUBDIR, WEIGHTS_FILE)
-  )
-
-
-def _missing_weights(path: str) -> ConfigError:
-  return ConfigError(
-    f'FID is unavailable: the Inception weights file {path} does not exist (evaluation '
-    f'downloads nothing). Create it once with `{PREPARE} --out={path}`, which fetches '
-    f'{PYTORCH_FID_FILE}, checks its sha256 and converts it (no torch needed; '
-    f'`--source=FILE` converts a copy already on this machine), or point ${WEIGHTS_ENV} at an '
-    'existing file.'
-  )
-
-
-def weights_path(data_dir: str | os.PathLike | None = None) -> str:
-  """`default_weights_path`, raising ConfigError (how to create it) when the file is missing."""
-  path = default_weights_path(data_dir)
-  if not os.path.isfile(path):
-    raise _missing_weights(path)
-  return path
-
-
-def weights_checksum(path: str | os.PathLike) -> str:
-  """sha256 (hex) of the weights file. `save_params` writes byte-identical files for identical
-  parameters, so this identifies the weights an FID was computed with."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def check_flat_params(flat: Mapping[str, Any], source: str) -> None:
-  """Raises ConfigError unless `flat` has exactly InceptionV3's names and shapes."""
-  expected = param_shapes()
-  missing = sorted(set(expected) - set(flat))
-  unexpected = sorted(set(flat) - set(expected))
-  wrong = sorted(
-    f'{k}: {tuple(np.shape(flat[k]))} (want {expected[k]})'
-    for k in set(expected) & set(flat)
-    if tuple(np.shape(flat[k])) != expected[k]
-  )
-  if missing or unexpected or wrong:
-    show = lambda names: ', '.join(names[:5]) + (f' ... ({len(names)} in all)' if names else '')
-    raise ConfigError(
-      f'{source} does not hold the FID Inception weights: missing [{show(missing)}], '
-      f'unexpected [{show(unexpected)}], wrong shapes [{show(wrong)}]; recreate it with '
-      f'`{PREPARE}`'
-    )
-
-
-def save_params(params: Mapping, path: str | os.PathLike) -> str:
-  """Writes `params` as a flat .npz (float32, names as in `flatten_params`); returns its sha256.
-
-  The archive is written deterministically (sorted names, fixed timestamps, no compression) and
-  atomically (temporary file, then rename), so equal parameters give equal checksums.
-  """
-  flat = {k: np.asarray(v, np.float32) for k, v in flatten_params(params).items()}
-  check_flat_params(flat, 'the parameters to save')
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.npz')
-  try:
-    with os.fdopen(fd, 'wb') as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_STORED) as zf:
-      for name in sorted(flat):
-        info = zipfile.ZipInfo(name + '.npy', date_time=(1980, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
-        with zf.open(info, 'w', force_zip64=True) as entry:
-          np.lib.format.write_array(entry, np.ascontiguousarray(flat[name]), allow_pickle=False)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return weights_checksum(path)
-
-
-def load_params(path: str | os.PathLike) -> dict:
-  """Reads a flat .npz written by `save_params` (or the converter) into nested params.
-
-  Raises ConfigError when the file is missing (saying how to create it) or does not hold
-  exactly InceptionV3's parameters.
-  """
-  path = os.path.abspath(os.fspath(path))
-  if not os.path.isfile(path):
-    raise _missing_weights(path)
-  try:
-    with np.load(path, allow_pickle=False) as data:
-      flat = {k: np.asarray(data[k], np.float32) for k in data.files}
-  except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise ConfigError(f'cannot read the Inception weights {path}: {e}') from e
-  check_flat_params(flat, path)
-  return unflatten_params(flat)
