@@ -17,7 +17,7 @@ a typo fails). Sections:
 
 import ml_collections
 
-from gen import models, objectives, pretrained
+from gen import models, objectives
 from gen import state as state_lib
 
 
@@ -42,7 +42,7 @@ def get_config(objective: str = 'diffusion', model: str = 'mlp') -> ml_collectio
   c[objectives.section(objective)] = objectives.default_config(objective)
   # Frozen networks of other runs: role -> 'WORKDIR' or 'WORKDIR@STEP' (gen.pretrained); the
   # objective declares its roles ('' until set).
-  roles = pretrained.roles(objectives.resolve(objective))
+  roles = objectives.pretrained_roles(objectives.resolve(objective))
   c.pretrained = ml_collections.ConfigDict({role: '' for role in roles})
 
   # The optimizer of the objective's network (a GAN's generator; gan.optim_d: its discriminator).

@@ -5,7 +5,8 @@ networks").
 that of STEP) whose EMA parameters this run uses and never updates: a distillation teacher, the
 autoencoder of latent diffusion, a classifier for guidance. An objective declares its roles in
 its module, `PRETRAINED = {role: (objective names the referenced run may have, ...)}` (an empty
-tuple: any); `experiments.base.get_config` adds `config.pretrained.<role> = ''` (unset) for each.
+tuple: any; gen.objectives.pretrained_roles); `experiments.base.get_config` adds
+`config.pretrained.<role> = ''` (unset) for each.
 
 The loop (gen.setup.build) restores each reference once, onto the current mesh and before
 anything compiles, after checking that the run's saved config has an objective the role
@@ -25,6 +26,8 @@ import ml_collections
 import numpy as np
 
 from gen.errors import ConfigError
+from gen.utils import checkpoint as ckpt_lib
+from gen.utils import workdir as workdir_lib
 
 SAVED_KEY = 'gen_pretrained'  # in a checkpoint's data state: {role: {workdir, step, sha256}}
 
@@ -55,11 +58,6 @@ class Pretrained:
     return {'workdir': self.workdir, 'step': self.step, 'sha256': self.digest}
 
 
-def roles(objective_module: Any) -> dict[str, tuple[str, ...]]:
-  """An objective module's declared roles (its PRETRAINED dict; none when it declares none)."""
-  return dict(getattr(objective_module, 'PRETRAINED', {}))
-
-
 def parse(role: str, value: str) -> tuple[str, int | None]:
   """'WORKDIR' or 'WORKDIR@STEP' -> (absolute workdir, step or None)."""
   workdir, at, step = value.rpartition('@') if '@' in value else (value, '', '')
@@ -80,13 +78,12 @@ def digest(params: Any) -> str:
   return h.hexdigest()
 
 
-def load(role: str, value: str, accepted: tuple[str, ...], mesh) -> Pretrained:
+def load(role: str, value: str, accepted: tuple[str, ...], mesh, build, restore) -> Pretrained:
   """Restores the run `value` names for `role` onto `mesh`; ConfigError (one line) for a missing
-  run, a missing step or checkpoint, or a run of an objective the role does not accept."""
-  from gen import setup as setup_lib  # the referenced run is built like any run
-  from gen.utils import checkpoint as ckpt_lib
-  from gen.utils import workdir as workdir_lib
+  run, a missing step or checkpoint, or a run of an objective the role does not accept.
 
+  The referenced run is built like any run: `build(config, mesh)` is gen.setup.build and
+  `restore(setup, manager, step)` gen.setup.restore_or_init."""
   workdir, step = parse(role, value)
   where = f'pretrained.{role}={value!r}'
   if not os.path.isfile(os.path.join(workdir, 'config.json')):
@@ -97,13 +94,13 @@ def load(role: str, value: str, accepted: tuple[str, ...], mesh) -> Pretrained:
     raise ConfigError(
       f'{where} is a run of objective.name={name!r}; the {role} role takes one of {list(accepted)}'
     )
-  setup = setup_lib.build(config, mesh)
+  setup = build(config, mesh)
   manager = ckpt_lib.make_manager(os.path.join(workdir, 'checkpoints'), 1, read_only=True)
   try:
     steps = sorted(manager.all_steps())
     if step is not None and step not in steps:
       raise ConfigError(f'{where}: no checkpoint of step {step} (saved: {steps})')
-    state, _ = setup_lib.restore_or_init(setup, manager, step)
+    state, _ = restore(setup, manager, step)
   finally:
     manager.close()
   if state is None:
@@ -119,9 +116,11 @@ def load(role: str, value: str, accepted: tuple[str, ...], mesh) -> Pretrained:
   )
 
 
-def load_all(config: ml_collections.ConfigDict, module: Any, mesh) -> dict[str, Pretrained]:
-  """Every reference `config.pretrained` sets for the objective's declared roles."""
-  declared = roles(module)
+def load_all(
+  config: ml_collections.ConfigDict, declared: dict[str, tuple[str, ...]], mesh, build, restore
+) -> dict[str, Pretrained]:
+  """Every reference `config.pretrained` sets for the objective's `declared` roles (role ->
+  accepted objective names); `build` and `restore` as in `load`."""
   section = config.get('pretrained') or {}
   unknown = sorted(set(section) - set(declared))
   if unknown:
@@ -137,7 +136,7 @@ def load_all(config: ml_collections.ConfigDict, module: Any, mesh) -> dict[str, 
         f'pretrained.{role} is required by objective.name={config.objective.name!r}: '
         "set it to 'WORKDIR' or 'WORKDIR@STEP' of a trained run"
       )
-    out[role] = load(role, value, tuple(accepted), mesh)
+    out[role] = load(role, value, tuple(accepted), mesh, build, restore)
   return out
 
 

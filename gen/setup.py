@@ -107,7 +107,8 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
       f'data.batch_size={config.data.batch_size} is larger than the {spec.num_train} training '
       f'examples of {spec.name!r}'
     )
-  refs = pretrained_lib.load_all(config, objectives.resolve(config.objective.name), mesh)
+  roles = objectives.pretrained_roles(objectives.resolve(config.objective.name))
+  refs = pretrained_lib.load_all(config, roles, mesh, build, restore_or_init)
   objective = objectives.make(config, spec, refs)
   if config.train.compute_dtype not in ('float32', 'bfloat16'):
     raise ConfigError(

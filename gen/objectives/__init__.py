@@ -17,7 +17,6 @@ from typing import Any
 
 import ml_collections
 
-from gen import pretrained as pretrained_lib
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
 from gen.objectives import contract, diffusion, ebm, gan, rbm
@@ -46,6 +45,12 @@ def resolve(name: str) -> Any:
   return found
 
 
+def pretrained_roles(found: Any) -> dict[str, tuple[str, ...]]:
+  """The pretrained roles an objective module declares (its optional PRETRAINED dict: role ->
+  the objective names a referenced run may have; gen.pretrained)."""
+  return dict(getattr(found, 'PRETRAINED', {}))
+
+
 def section(name: str) -> str:
   """The config section of objective `name`: its OBJECTIVES key, or the attr of 'module:attr'."""
   return name.split(':', 1)[1] if ':' in name else name
@@ -66,7 +71,7 @@ def make(config: ml_collections.ConfigDict, spec: DatasetSpec, pretrained=None):
       f'objective.name={name!r} needs the config section {section(name)!r}: build the config '
       f'with experiments.base.get_config(objective={name!r})'
     )
-  if pretrained_lib.roles(found):  # declared pretrained roles
+  if pretrained_roles(found):
     objective = found.from_config(config, spec, pretrained or {})
   else:
     objective = found.from_config(config, spec)
