@@ -53,8 +53,27 @@ def pytest_sessionfinish(session):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _eight_cpu_devices() -> None:
+  """Every test process has 8 CPU devices (jax_num_cpu_devices, set before JAX starts), so the
+  multi-device path runs in-process: a test picks its mesh, one device
+  (`setup_lib.make_mesh(jax.devices()[:1])`) or the `eight_devices` fixture's. A device count
+  that the caller's XLA_FLAGS sets wins."""
+  if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
+    jax.config.update('jax_num_cpu_devices', 8)
+
+
+_eight_cpu_devices()
 COMPILATION_CACHE = _session_compilation_cache()
 ARTIFACT_CACHE = _session_artifact_cache()
+
+
+@pytest.fixture
+def eight_devices():
+  """8 CPU devices of this process (see _eight_cpu_devices), for a 1-vs-8-device comparison."""
+  devices = jax.devices('cpu')
+  if len(devices) < 8:
+    pytest.skip(f'needs 8 CPU devices, this process has {len(devices)}')
+  return devices[:8]
 
 
 @pytest.fixture

@@ -1,41 +1,59 @@
-"""The same run on 1 device and on 8 simulated CPU devices (a subprocess sets up the 8)."""
+"""The same run on 1 device and on 8 CPU devices of this process (tests/conftest.py gives every
+test process 8), and the README's 8-device command as typed (a subprocess, as a user runs it)."""
 
-import os
-
+import jax
 import numpy as np
 import pytest
 
-from tests.conftest import script_result
+from experiments import ddpm_ring8, gan_ring8
+from gen import setup as setup_lib
+from gen import train
+from gen.utils.writers import read_metrics
 
 pytestmark = pytest.mark.slow  # seconds to minutes each: the full suite only
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+
+def _losses(workdir):
+  return [r['loss'] for r in read_metrics(workdir) if 'loss' in r]
 
 
-def run_device_script(mode: str, tmp_path) -> dict:
-  return script_result([os.path.join(HERE, 'multidevice.py'), mode, str(tmp_path)])
-
-
-def test_one_and_eight_devices_agree(tmp_path):
-  out = run_device_script('compare', tmp_path)
-  assert out['devices'] == 8
-  assert len(out['losses_1']) == len(out['losses_8']) == 30
+def test_one_and_eight_devices_agree(tmp_path, eight_devices):
+  config = ddpm_ring8.get_config('smoke')
+  config.train.num_steps = 30
+  config.train.log_every = 1
+  config.train.ckpt_every = 30
+  config.train.sample_every = 30
+  config.eval.metrics = ()
+  states = {}
+  for n in (1, 8):
+    mesh = setup_lib.make_mesh(eight_devices[:n])
+    states[n] = train.train_and_evaluate(config, str(tmp_path / f'dev{n}'), mesh=mesh)
+  losses_1, losses_8 = _losses(str(tmp_path / 'dev1')), _losses(str(tmp_path / 'dev8'))
+  assert len(losses_1) == len(losses_8) == 30
   # Same noise on any device count (stateless keys); only the order of float reductions
   # differs, so losses agree to float32 round-off and parameters to ~1e-6 after 30 steps.
-  np.testing.assert_allclose(out['losses_1'], out['losses_8'], rtol=1e-5, atol=1e-6)
-  assert out['max_param_diff'] < 1e-5, out['max_param_diff']
-  print('max |loss diff|', np.max(np.abs(np.subtract(out['losses_1'], out['losses_8']))))
-  print('max |param diff|', out['max_param_diff'])
-  assert all(out['replicated_on_8'])
+  np.testing.assert_allclose(losses_1, losses_8, rtol=1e-5, atol=1e-6)
+  p1, p8 = (jax.device_get(states[n].params) for n in (1, 8))
+  diffs = [
+    float(np.max(np.abs(a - b))) for a, b in zip(*map(jax.tree.leaves, (p1, p8)), strict=True)
+  ]
+  assert max(diffs) < 1e-5, max(diffs)
+  for x in jax.tree.leaves(states[8].params):
+    assert len(x.sharding.device_set) == 8 and x.sharding.is_fully_replicated
 
 
-def test_samples_do_not_depend_on_the_device_count(tmp_path):
+def test_samples_do_not_depend_on_the_device_count(eight_devices):
   """Sample i is a function of (seed, i) only: 1, 2, 4 and 8 devices draw the same samples (a
-  diffusion sampler's 1,000-step scan and a GAN generator; float round-off at most)."""
-  out = run_device_script('samples', tmp_path)
-  print(out)
-  for name, diff in out.items():
-    assert diff <= 1e-5, (name, diff)
+  diffusion sampler's 50-step scan and a GAN generator; float round-off at most)."""
+  for module in (ddpm_ring8, gan_ring8):
+    config = module.get_config('smoke')
+    draws = {}
+    for n in (1, 2, 4, 8):
+      setup = setup_lib.build(config, setup_lib.make_mesh(eight_devices[:n]))
+      state = setup_lib.init_state(setup)
+      draws[n] = np.asarray(setup_lib.make_sample_fn(setup, 64)(state, jax.random.key(7)).x)
+    diff = max(float(np.max(np.abs(draws[n] - draws[1]))) for n in (2, 4, 8))
+    assert diff <= 1e-5, (module.__name__, diff)
 
 
 @pytest.mark.timeout(420)

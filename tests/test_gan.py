@@ -9,11 +9,8 @@ Run as a script (`python tests/test_gan.py multidevice`, with 8 simulated CPU de
 the caller's XLA_FLAGS) it prints the 1-vs-8-device comparison as JSON.
 """
 
-import json
 import logging
 import os
-import subprocess
-import sys
 
 import chex
 import flax.linen as nn
@@ -594,15 +591,15 @@ def test_interpolation_endpoints():
   assert np.max(np.abs(frames[3, :num] - frames[3, num:])) > 1e-4
 
 
-def _compare_devices() -> dict:
+@pytest.mark.slow
+def test_one_and_eight_devices_agree(eight_devices):
   """Three GAN steps (spectral-norm vectors updated, n_critic 2) on 1 device and on 8."""
   config = _config(n_critic=2)
   config.model.gan_mlp.g_features = config.model.gan_mlp.d_features = (16, 16)
   config.model.gan_mlp.spectral_norm = True
-  out = {'devices': jax.device_count()}
   results = {}
   for n in (1, 8):
-    setup = setup_lib.build(config, setup_lib.make_mesh(jax.devices()[:n]))
+    setup = setup_lib.build(config, setup_lib.make_mesh(eight_devices[:n]))
     state = setup_lib.init_state(setup)
     step = train.make_train_step(setup)
     base_key = jax.random.key(config.seed)
@@ -616,36 +613,9 @@ def _compare_devices() -> dict:
   diffs = [
     float(np.max(np.abs(np.asarray(a, np.float64) - b))) for a, b in zip(*leaves, strict=True)
   ]
-  out.update(losses_1=results[1][1], losses_8=results[8][1], max_state_diff=max(diffs))
-  return out
-
-
-@pytest.mark.slow
-def test_one_and_eight_devices_agree():
-  env = {
-    **os.environ,
-    'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-    'JAX_PLATFORMS': 'cpu',
-    'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
-  }
-  proc = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), 'multidevice'],
-    capture_output=True,
-    text=True,
-    timeout=240,
-    env=env,
-    cwd=REPO,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
-  out = json.loads(line[len('RESULT ') :])
-  assert out['devices'] == 8
-  print(
-    'losses 1 vs 8:', out['losses_1'], out['losses_8'], 'max |state diff|', out['max_state_diff']
-  )
   # same keys and data on any device count: only the order of float reductions differs
-  np.testing.assert_allclose(out['losses_1'], out['losses_8'], rtol=1e-5, atol=1e-6)
-  assert out['max_state_diff'] < 1e-5, out['max_state_diff']
+  np.testing.assert_allclose(results[1][1], results[8][1], rtol=1e-5, atol=1e-6)
+  assert max(diffs) < 1e-5, max(diffs)
 
 
 # -- 7. config errors -------------------------------------------------------------------------
@@ -726,8 +696,3 @@ def test_valid_configs_build():
     for path, value in overrides.items():
       _set(config, path, value)
     assert isinstance(_make(config), gan.GAN), overrides
-
-
-if __name__ == '__main__':
-  if sys.argv[1:] == ['multidevice']:
-    print('RESULT ' + json.dumps(_compare_devices()))

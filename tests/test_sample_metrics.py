@@ -5,10 +5,7 @@ Run as a script (`python tests/test_sample_metrics.py multidevice`, with 8 simul
 set up by the caller's XLA_FLAGS) it prints the 1-vs-8-device comparison as JSON.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import chex
 import jax
@@ -254,17 +251,18 @@ def test_bad_arguments():
 # -- 1 vs 8 devices ----------------------------------------------------------------------------
 
 
-def _compare_devices() -> dict:
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_one_and_eight_devices_agree(eight_devices, monkeypatch):
   from jax.sharding import Mesh
 
   real, fake = _features(30, 203), _features(31, 197, shift=0.3)  # rows not divisible by 8
   train = _features(32, 211)
   samples = np.concatenate([train[:20] + 0.01 * _features(33, 20), _features(34, 45)])
-  out = {'devices': jax.device_count()}
-  pr.MAX_BLOCK_ROWS = 16  # several blocks per device: 203 rows -> 2 x 16 on each of 8
+  monkeypatch.setattr(pr, 'MAX_BLOCK_ROWS', 16)  # several blocks per device: 203 -> 2 x 16 on 8
   results = {}
   for n in (1, 8):
-    mesh = Mesh(np.asarray(jax.devices()[:n]), ('data',))
+    mesh = Mesh(np.asarray(eight_devices[:n]), ('data',))
     mem = pr.memorisation(samples, train, mesh)
     results[n] = {
       'pr': pr.precision_recall(real, fake, 3, mesh),
@@ -276,34 +274,7 @@ def _compare_devices() -> dict:
       'counts': pr.count_in_balls(fake, real, pr.knn_radii(real, 3, mesh), mesh).tolist(),
       'kid': sq.kid(real, fake, num_subsets=13, subset_size=50, seed=0, mesh=mesh),
     }
-  out['results_1'], out['results_8'] = results[1], results[8]
-  return out
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_one_and_eight_devices_agree():
-  env = {
-    **os.environ,
-    'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-    'JAX_PLATFORMS': 'cpu',
-    'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
-  }
-  proc = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), 'multidevice'],
-    capture_output=True,
-    text=True,
-    timeout=200,
-    env=env,
-    cwd=REPO,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
-  out = json.loads(line[len('RESULT ') :])
-  assert out['devices'] == 8
-  one, eight = out['results_1'], out['results_8']
-  print('1 device:', {k: one[k] for k in ('pr', 'dc', 'mem_fraction', 'kid')})
-  print('8 devices:', {k: eight[k] for k in ('pr', 'dc', 'mem_fraction', 'kid')})
+  one, eight = results[1], results[8]
   # Every row (and KID subset) is computed by the same program in the same block shape on any
   # device count, so not only the counts, fractions and indices but also the float32
   # distances and KID agree exactly.
@@ -311,8 +282,3 @@ def test_one_and_eight_devices_agree():
     assert one[key] == eight[key], key
   assert len(one['nn_index']) == 65 and len(one['counts']) == 197
   assert 0 < one['mem_fraction'] < 1 and 0 < one['pr']['precision'] < 1
-
-
-if __name__ == '__main__':
-  if sys.argv[1:] == ['multidevice']:
-    print('RESULT ' + json.dumps(_compare_devices()))

@@ -4,7 +4,6 @@ import copy
 import importlib
 import json
 import os
-import shutil
 
 import chex
 import flax.linen as nn
@@ -175,19 +174,16 @@ def test_workdir_with_another_config_is_refused(smoke_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_of_8_devices_restores_on_1(tmp_path):
-  """Saved by a process with 8 simulated devices (see test_devices), restored here on 1."""
-  from tests.test_devices import run_device_script
-
-  out = run_device_script('save_on_8', tmp_path)
-  assert out['devices'] == 8
+def test_checkpoint_of_8_devices_restores_on_1(tmp_path, eight_devices):
+  """Saved from a run on 8 devices, restored on 1."""
   from experiments import ddpm_ring8
 
   config = ddpm_ring8.get_config('smoke')
-  state, _ = load_state(config, out['workdir'])
+  wd = str(tmp_path / 'saved_on_8')
+  train.train_and_evaluate(config, wd, mesh=setup_lib.make_mesh(eight_devices))
+  state, _ = load_state(config, wd)
   assert int(state.step) == 20
   assert len(state.params['denoiser']['Dense_0']['kernel'].sharding.device_set) == 1
-  shutil.rmtree(out['workdir'])
 
 
 def test_incomplete_checkpoint_is_ignored(smoke_config, tmp_path):
@@ -345,14 +341,22 @@ def test_micro_batches_are_strided():
 
 
 @pytest.mark.slow
-def test_gradient_accumulation_step_has_no_all_gather(tmp_path):
+def test_gradient_accumulation_step_has_no_all_gather(eight_devices):
   """On 8 devices the micro-batches keep every device's rows: the compiled step's only
-  collective is the gradient all-reduce, as without accumulation."""
-  from tests.test_devices import run_device_script
+  collective is the gradient all-reduce, as without accumulation (k = 1, 2, 4)."""
+  from experiments import ddpm_ring8
 
-  out = run_device_script('accum_collectives', tmp_path)
-  print(out)
-  for k, ops in out.items():
+  for k in (1, 2, 4):
+    config = ddpm_ring8.get_config('smoke')
+    config.data.batch_size, config.train.grad_accum = 64, k
+    setup = setup_lib.build(config, setup_lib.make_mesh(eight_devices))
+    state = setup_lib.init_state(setup)
+    batch = setup_lib.to_global({'x': np.zeros((64, 2), np.float32)}, setup.batch_sharding)
+    text = train.make_train_step(setup).lower(state, batch, jax.random.key(0)).compile().as_text()
+    ops = {
+      op: text.count(f' {op}(') + text.count(f' {op}-start(')
+      for op in ('all-gather', 'all-to-all', 'collective-permute', 'all-reduce')
+    }
     assert ops['all-reduce'] >= 1, (k, ops)
     assert ops['all-gather'] == ops['all-to-all'] == ops['collective-permute'] == 0, (k, ops)
 
