@@ -262,3 +262,31 @@ def test_sampler_checks_name_the_field():
   with pytest.raises(ConfigError, match='sample.sampler=.nope. is unknown'):
     samplers.check('nope', vp, 'vp', defaults)
   samplers.check('ddim', discrete, 'discrete_linear', defaults)  # fine
+
+
+def _default_options():
+  from experiments import base
+
+  return base.get_config(objective='diffusion').diffusion.sample.to_dict()
+
+
+@pytest.mark.parametrize('name', sorted(samplers.SAMPLERS))
+def test_every_sampler_traces_once_over_keys_and_inputs(name):
+  """A sampler compiled once serves every call with the same shapes: new keys, new starts and
+  new time grids of the same length retrace nothing (chex.assert_max_traces)."""
+  process_name = 've' if samplers.SAMPLERS[name].sigma_only else 'vp'
+  process, denoise, _ = _setup(process_name, num=8)
+  options = {**_default_options(), 'max_steps': 64}
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def run(x, key, ts):
+    return samplers.run(name, denoise, process, x, key, ts, **options).samples
+
+  for i in range(3):
+    x = process.prior_std * jax.random.normal(jax.random.key(i), (8, 2))
+    ts = timesteps(
+      process, 4, ('uniform', 'quadratic', 'karras')[i] if name != 'dopri5' else 'uniform'
+    )
+    chex.assert_tree_all_finite(run(x, jax.random.key(10 + i), ts))
+  chex.clear_trace_counter()
