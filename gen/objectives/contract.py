@@ -58,7 +58,9 @@ class Objective(Protocol):
   capabilities: Capabilities
 
   def init(self, rng: jax.Array, example_batch: dict[str, Any]) -> TrainState:
-    """The step-0 state: parameters, optimizer states, EMA and objective-owned arrays."""
+    """The step-0 state: parameters, optimizer states, EMA and objective-owned arrays. An
+    objective whose module declares pretrained roles (gen.pretrained) takes a third argument,
+    role -> frozen parameters of another run, and keeps them in the state (never updated)."""
     ...
 
   def step(self, state: TrainState, batch: dict[str, Any], key: jax.Array):
