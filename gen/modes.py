@@ -144,8 +144,10 @@ def write_eval(workdir: str, step: int, values: dict[str, Any]) -> str:
   return path
 
 
-def _restore_for_reading(config, workdir: str, mode: str, step: int | None, output_dir=None):
-  setup = prepare_run(config, workdir, mode, output_dir=output_dir)
+def _restore_for_reading(
+  config, workdir: str, mode: str, step: int | None, output_dir=None, mesh=None
+):
+  setup = prepare_run(config, workdir, mode, mesh=mesh, output_dir=output_dir)
   manager = ckpt_lib.make_manager(
     os.path.join(workdir, 'checkpoints'), config.train.max_to_keep, read_only=True
   )
@@ -159,11 +161,12 @@ def _restore_for_reading(config, workdir: str, mode: str, step: int | None, outp
 
 
 def evaluate(
-  config, workdir: str, step: int | None = None, output_dir: str | None = None
+  config, workdir: str, step: int | None = None, output_dir: str | None = None, mesh=None
 ) -> dict[str, float]:
   """`--mode=eval`: metrics of the latest (or `step`'s) checkpoint -> `W/eval/step_N.json`
-  (with `output_dir`, `D/eval/step_N.json`; the workdir is only read)."""
-  setup, state = _restore_for_reading(config, workdir, 'eval', step, output_dir)
+  (with `output_dir`, `D/eval/step_N.json`; the workdir is only read), on the devices of `mesh`
+  (default: all of them)."""
+  setup, state = _restore_for_reading(config, workdir, 'eval', step, output_dir, mesh)
   out = output_dir or workdir
   step = int(state.step)
   values = compute_metrics(setup, state, step, workdir=out)
@@ -176,18 +179,23 @@ def evaluate(
 
 
 def sample(
-  config, workdir: str, num: int, step: int | None = None, output_dir: str | None = None
+  config,
+  workdir: str,
+  num: int,
+  step: int | None = None,
+  output_dir: str | None = None,
+  mesh=None,
 ) -> str:
   """`--mode=sample`: `num` samples from the EMA parameters -> `W/samples/step_N.npz` and its
   own pictures `step_N_sampled*.png` (never over training's `step_N.png`); with `output_dir`
-  they go to `D/samples/` and the workdir is only read.
+  they go to `D/samples/` and the workdir is only read. `mesh`: as in `evaluate`.
 
   The samples are drawn with the final evaluation's key (`_eval_rng`): with `num` =
   eval.num_samples they are the samples `--mode=eval` scores, so `gen score` of the `.npz`
   against the reference split reproduces the eval JSON's numbers."""
   if num < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num}')
-  setup, state = _restore_for_reading(config, workdir, 'sample', step, output_dir)
+  setup, state = _restore_for_reading(config, workdir, 'sample', step, output_dir, mesh)
   step = int(state.step)
   rng, rng_text = _eval_rng(setup, step)
   out = make_sample_fn(setup, num)(state, rng)

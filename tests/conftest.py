@@ -64,6 +64,9 @@ def _eight_cpu_devices() -> None:
 
 _eight_cpu_devices()
 COMPILATION_CACHE = _session_compilation_cache()
+# The mesh of in-process runs, evaluations and samples that are not about devices (gen's
+# default, every device, would be 8 here).
+ONE_DEVICE = setup_lib.make_mesh(jax.devices()[:1])
 ARTIFACT_CACHE = _session_artifact_cache()
 
 

@@ -1,90 +1,31 @@
-"""The objective contract (gen/objectives/contract.py) from the outside: an objective written in
-this file trains, samples and is evaluated through `gen.main` with no edit under gen/, named as
-'tests.test_contract:gaussian_fit'; and no objective's step or sampler recompiles per call."""
+"""The objective contract (gen/objectives/contract.py) from the outside: objectives written in
+tests/toy_objectives.py train, sample, are evaluated and use another run's frozen parameters
+through gen with no edit under gen/, named as 'tests.toy_objectives:gaussian_fit'; and no
+objective's step or sampler recompiles per call."""
 
 import json
-import math
 import re
 import types
 
 import chex
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
 from experiments import base
 from gen import data as data_lib
 from gen import objectives
 from gen import setup as setup_lib
-from gen import state as state_lib
 from gen.errors import ConfigError
-from gen.objectives.contract import Capabilities, Samples
 from tests.conftest import REPO, run_python
-
-# -- a 30-line objective: the maximum-likelihood Gaussian N(mu, diag(sigma^2)) -----------------
-
-
-class GaussianFit:
-  """Fits mu and log sigma by gradient descent on the mean negative log-likelihood."""
-
-  capabilities = Capabilities(likelihood=True)
-
-  def __init__(self, dim, lr, ema_rate):
-    self.dim, self.tx, self.ema_rate = dim, optax.adam(lr), ema_rate
-
-  def nll(self, params, x):  # per example, in nats
-    z = (x - params['mu']) * jnp.exp(-params['log_sigma'])
-    return jnp.sum(0.5 * z**2 + params['log_sigma'] + 0.5 * math.log(2 * math.pi), axis=-1)
-
-  def init(self, rng, example_batch):
-    params = {'mu': jnp.zeros(self.dim), 'log_sigma': jnp.zeros(self.dim)}
-    return state_lib.create_state({'gauss': params}, {'gauss': self.tx})
-
-  def step(self, state, batch, key):
-    loss, grads = jax.value_and_grad(lambda p: jnp.mean(self.nll(p, batch['x'])))(
-      state.params['gauss']
-    )
-    state, norm = state_lib.apply_gradients(state, 'gauss', grads, self.tx, self.ema_rate)
-    return state, {'loss': loss, 'grad_norm': norm}
-
-  def sample(self, state, key, num, labels=None):
-    p = state.ema_params['gauss']
-    x = p['mu'] + jnp.exp(p['log_sigma']) * jax.random.normal(key, (num, self.dim))
-    return Samples(x, None, {'nfe': jnp.zeros((), jnp.int32)})
-
-  def sample_protocol(self):
-    return {'sampler': 'reparameterised_normal', 'use_ema': True}
-
-  def pictures(self, state, key):
-    return {}
-
-  def picture_captions(self):
-    return {}
-
-  def bits_per_dim(self, state, x, key, num_bins=0):
-    nll = self.nll(state.ema_params['gauss'], x)
-    return {'bpd': jnp.mean(nll) / (self.dim * math.log(2)), 'bpd_nfe': jnp.zeros((), jnp.int32)}
-
-  def likelihood_protocol(self):
-    return {'method': 'closed_form'}
-
-
-gaussian_fit = types.SimpleNamespace(
-  default_config=lambda: ml_collections.ConfigDict({'lr': 0.05}),
-  from_config=lambda config, spec: GaussianFit(
-    spec.shape[0], config.gaussian_fit.lr, config.train.ema_rate
-  ),
-)
 
 # an experiment file for it, as a researcher's own repository would hold one
 EXPERIMENT = """
 from experiments import base
 
 def get_config(arg=None):
-  c = base.get_config(objective='tests.test_contract:gaussian_fit')
+  c = base.get_config(objective='tests.toy_objectives:gaussian_fit')
   c.data.name, c.data.batch_size = 'moons', 256
   c.train.num_steps, c.train.ckpt_every, c.train.sample_every = 300, 300, 300
   c.train.ema_rate = 0.9
@@ -120,8 +61,8 @@ def test_an_objective_outside_gen_trains_samples_and_evaluates_through_gen_main(
 def test_module_attr_names_fail_in_one_line():
   for name, message in (
     ('tests.no_such_module:x', 'cannot be imported'),
-    ('tests.test_contract:nothing', 'cannot be imported'),
-    ('tests.test_contract:EXPERIMENT', 'has no default_config()'),
+    ('tests.toy_objectives:nothing', 'cannot be imported'),
+    ('tests.toy_objectives:math', 'has no default_config()'),
     ('ddpmm', "choose one of ['diffusion', 'ebm', 'gan', 'rbm'] or 'package.module:attr'"),
   ):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -173,41 +114,8 @@ def test_step_and_sample_trace_once_over_calls(objective, tmp_path):
   chex.clear_trace_counter()
 
 
-# -- pretrained networks: a student that distils a frozen teacher run ---------------------------
-
-
-class GaussianStudent(GaussianFit):
-  """Fits its Gaussian to a frozen teacher's: the loss is KL(teacher || student), closed form."""
-
-  def init(self, rng, example_batch, pretrained):
-    state = super().init(rng, example_batch)
-    return state.replace(extra={'teacher': pretrained['teacher']['gauss']})
-
-  def step(self, state, batch, key):
-    t = state.extra['teacher']
-
-    def kl(p):  # KL(N(mu_t, s_t^2) || N(mu, s^2)), summed over dimensions
-      var_t, var = jnp.exp(2 * t['log_sigma']), jnp.exp(2 * p['log_sigma'])
-      return jnp.sum(
-        p['log_sigma'] - t['log_sigma'] + (var_t + (t['mu'] - p['mu']) ** 2) / (2 * var) - 0.5
-      )
-
-    loss, grads = jax.value_and_grad(kl)(state.params['gauss'])
-    state, norm = state_lib.apply_gradients(state, 'gauss', grads, self.tx, self.ema_rate)
-    return state, {'loss': loss, 'grad_norm': norm}
-
-
-gaussian_student = types.SimpleNamespace(
-  PRETRAINED={'teacher': ('tests.test_contract:gaussian_fit',)},
-  default_config=lambda: ml_collections.ConfigDict({'lr': 0.05}),
-  from_config=lambda config, spec, pretrained: GaussianStudent(
-    spec.shape[0], config.gaussian_student.lr, config.train.ema_rate
-  ),
-)
-
-
 def _gauss_config(objective, steps, **pretrained):
-  c = base.get_config(objective=f'tests.test_contract:{objective}')
+  c = base.get_config(objective=f'tests.toy_objectives:{objective}')
   c.data.name, c.data.batch_size = 'moons', 128
   c.train.num_steps, c.train.ckpt_every, c.train.sample_every = steps, 100, steps
   c.train.ema_rate, c.sample.num = 0.0, 64

@@ -22,7 +22,7 @@ from gen import setup as setup_lib
 from gen.errors import ConfigError
 from gen.metrics import digits_classifier, evaluation, features, reference
 from gen.utils.writers import read_metrics
-from tests.conftest import REPO
+from tests.conftest import ONE_DEVICE, REPO
 
 DIGITS_METRICS = {
   'fd',
@@ -124,7 +124,7 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   assert config.eval.metrics == ('auto',)
   wd = tmp_path / 'run'
   train.train_and_evaluate(config, str(wd), mesh=setup_lib.make_mesh(jax.devices()[:1]))
-  values = modes.evaluate(config, str(wd))
+  values = modes.evaluate(config, str(wd), mesh=ONE_DEVICE)
   saved = json.loads((wd / 'eval' / 'step_20.json').read_text())
   assert set(saved) == DIGITS_METRICS | {
     'fd_low',  # the auto bootstrap: n = 64 < 2048
@@ -148,13 +148,13 @@ def test_eval_mode_on_digits_writes_every_metric_with_protocol_and_bounds(data_d
   assert protocol['options']['fd_bootstrap'] == 100
   assert saved['fd_low'] <= saved['fd'] <= saved['fd_high']
   # The same checkpoint, evaluated again, gives the same numbers (fixed sample seed).
-  again = modes.evaluate(config, str(wd))
+  again = modes.evaluate(config, str(wd), mesh=ONE_DEVICE)
   for k in ('fd', 'kid', 'precision', 'sliced_w2'):
     assert again[k] == values[k], k
   # --mode=sample with eval.num_samples draws the samples eval scored: `gen score` of its .npz
   # (a relative path, typed from the run's parent folder) reproduces the eval JSON, and so does
   # a folder of the samples as 8-bit PNGs (the digits classifier quantises first).
-  npz = modes.sample(config, str(wd), config.eval.num_samples)
+  npz = modes.sample(config, str(wd), config.eval.num_samples, mesh=ONE_DEVICE)
   assert npz == str(wd / 'samples' / 'step_20.npz')
   pngs = tmp_path / 'pngs'
   pngs.mkdir()

@@ -16,7 +16,7 @@ from gen import data as data_lib
 from gen import modes, objectives, train
 from gen import setup as setup_lib
 from gen.utils.writers import read_metrics
-from tests.conftest import read_tensorboard
+from tests.conftest import ONE_DEVICE, read_tensorboard
 
 EXPERIMENTS = sorted(
   os.path.basename(p)[:-3]
@@ -74,7 +74,7 @@ def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
   losses = [v for r in read_metrics(wd) for k, v in r.items() if k.startswith('loss')]
   assert losses and np.all(np.isfinite(losses))
   num = config.sample.num  # the pictures' count: the sampler compiled for them is reused
-  path = modes.sample(config, wd, num)
+  path = modes.sample(config, wd, num, mesh=ONE_DEVICE)
   with np.load(path) as f:
     assert f['samples'].shape[0] == num and np.all(np.isfinite(f['samples']))
     section = config[objectives.section(config.objective.name)]

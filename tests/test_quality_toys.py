@@ -19,6 +19,7 @@ import os
 
 import pytest
 
+from tests.conftest import ONE_DEVICE
 from tools.seed_spread import run_one
 
 # experiment -> (overrides, {metric: bar}); modes_covered and high_quality_fraction are minimums
@@ -58,7 +59,9 @@ def test_short_run_evaluates_its_ema_at_least_as_well_as_its_raw_weights(tmp_pat
   ema = run_one('ddpm_ring8', seed, perturb, str(tmp_path / 'run'), ('train.num_steps=2000',))
   config = workdir_lib.read_config(str(tmp_path / 'run'))
   config.sample.use_ema = False
-  raw = modes.evaluate(config, str(tmp_path / 'run'), output_dir=str(tmp_path / 'raw'))
+  raw = modes.evaluate(
+    config, str(tmp_path / 'run'), output_dir=str(tmp_path / 'raw'), mesh=ONE_DEVICE
+  )
   print('seed', seed, perturb, 'ema', ema, 'raw', raw)
   assert ema['modes_covered'] == 8 and ema['high_quality_fraction'] >= 0.7, ema
   assert ema['high_quality_fraction'] >= raw['high_quality_fraction'] - 0.03, (ema, raw)

@@ -16,7 +16,7 @@ from gen import modes, train
 from gen import setup as setup_lib
 from gen.errors import ConfigError
 from gen.utils.writers import read_metrics
-from tests.conftest import load_state, read_tensorboard
+from tests.conftest import ONE_DEVICE, load_state, read_tensorboard
 
 
 def _train(config, workdir, **kwargs):
@@ -96,7 +96,7 @@ def test_resume_is_exact(smoke_config, tmp_path):
 def test_eval_and_sample_modes(smoke_config, tmp_path):
   wd = tmp_path / 'run'
   _train(smoke_config, wd)
-  values = modes.evaluate(smoke_config, str(wd))
+  values = modes.evaluate(smoke_config, str(wd), mesh=ONE_DEVICE)
   assert set(values) == {
     'modes_covered',
     'high_quality_fraction',
@@ -106,7 +106,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   }
   trained = {p.name: p.read_bytes() for p in (wd / 'samples').iterdir()}
   assert {'step_10.png', 'step_20.png'} <= set(trained)
-  path = modes.sample(smoke_config, str(wd), 100)
+  path = modes.sample(smoke_config, str(wd), 100, mesh=ONE_DEVICE)
   assert path.endswith(os.path.join('samples', 'step_20.npz'))
   with np.load(path) as f:
     chex.assert_shape(f['samples'], (100, 2))
@@ -114,7 +114,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   assert os.path.exists(path[:-4] + '_sampled.png')  # its own picture, not training's
   # Every picture training drew (grid, strips) is byte-identical after --mode=sample.
   assert {name: (wd / 'samples' / name).read_bytes() for name in trained} == trained
-  older = modes.sample(smoke_config, str(wd), 10, step=10)
+  older = modes.sample(smoke_config, str(wd), 10, step=10, mesh=ONE_DEVICE)
   assert older.endswith('step_10.npz')
   # Training's pictures, losses and evaluation are in TensorBoard; --mode=eval adds its numbers.
   events = read_tensorboard(str(wd))
@@ -122,7 +122,7 @@ def test_eval_and_sample_modes(smoke_config, tmp_path):
   assert set(events['train/loss']) == {5, 10, 15, 20} and events['eval/sliced_w2'] == {20: 'scalar'}
   assert 'perf/steps_per_sec' in events and 'perf/compile_seconds' in events  # grouped tags
   before = len(read_metrics(str(wd)))
-  modes.evaluate(smoke_config, str(wd), step=10)
+  modes.evaluate(smoke_config, str(wd), step=10, mesh=ONE_DEVICE)
   assert set(read_tensorboard(str(wd))['eval/sliced_w2']) == {10, 20}
   assert len(read_metrics(str(wd))) == before  # metrics.jsonl stays training's own log
 
@@ -207,7 +207,7 @@ def test_eval_reports_bits_per_dim_for_a_continuous_process(tmp_path):
   config.eval.bpd_num = 64
   wd = tmp_path / 'run'
   _train(config, wd)
-  values = modes.evaluate(config, str(wd))
+  values = modes.evaluate(config, str(wd), mesh=ONE_DEVICE)
   assert set(values) == {'sliced_w2', 'sample_nfe', 'bpd', 'bpd_nfe', 'protocol'}
   assert np.isfinite(values['bpd']) and values['bpd_nfe'] > 6
 
