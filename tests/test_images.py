@@ -154,3 +154,14 @@ def test_import_leaves_pyplot_untouched():
     [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=root
   )
   assert out.stdout.strip() == 'False'
+
+
+def test_a_title_wider_than_its_grid_widens_the_picture_and_keeps_the_grid(tmp_path):
+  x = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
+  plain = np.asarray(Image.open(im.save_image_grid(tmp_path / 'a.png', x, ncols=2)))
+  title = 'a title line much longer than a two-column grid of digits is wide'
+  titled = np.asarray(Image.open(im.save_image_grid(tmp_path / 'b.png', x, ncols=2, title=title)))
+  band = titled.shape[0] - plain.shape[0]
+  assert titled.shape[1] > plain.shape[1] + 200  # the whole line fits
+  np.testing.assert_array_equal(titled[band:, : plain.shape[1]], plain)  # the grid is unchanged
+  assert np.all(titled[band:, plain.shape[1] :] == 255)  # white to its right

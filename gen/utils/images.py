@@ -108,13 +108,20 @@ TITLE_PIXELS = 14  # height of a grid's title band (PIL's default bitmap font is
 
 
 def _with_title(grid: np.ndarray, title: str) -> np.ndarray:
-  """The grid below a white band holding `title` (as many lines as it has).
+  """The grid below a white band holding `title` (as many lines as it has). A grid narrower than
+  the title's longest line is widened with white on the right, so that no line is cut.
 
   A grayscale grid stays grayscale ([H, W, 1]); an RGB grid stays RGB.
   """
   mode = 'L' if grid.shape[-1] == 1 else 'RGB'
   lines = title.split('\n')
-  band = Image.new(mode, (grid.shape[1], TITLE_PIXELS * len(lines) + 2), 'white')
+  measure = ImageDraw.Draw(Image.new(mode, (1, 1)))
+  width = max([grid.shape[1]] + [int(measure.textlength(line)) + 6 for line in lines])
+  if width > grid.shape[1]:
+    white = np.iinfo(grid.dtype).max if grid.dtype.kind in 'ui' else 1.0
+    pad = np.full((grid.shape[0], width - grid.shape[1], grid.shape[2]), white, grid.dtype)
+    grid = np.concatenate([grid, pad], axis=1)
+  band = Image.new(mode, (width, TITLE_PIXELS * len(lines) + 2), 'white')
   draw = ImageDraw.Draw(band)
   for i, line in enumerate(lines):
     draw.text((3, 2 + TITLE_PIXELS * i), line, fill='black')
