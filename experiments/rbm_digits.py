@@ -5,7 +5,8 @@ Command:
 Expected on a 2-core CPU: 21-34 s wall (6,000 steps of batch 100). Samples (1,000 Gibbs sweeps
 from noise) are thick binarised digit shapes, about half of them recognisable (0, 2, 3, 5, 7 most
 often); sliced_w2 0.124 against the test digits, FD-digits 48.3 (seed 0, W/eval/step_6000.json;
-the samples are probabilities of binary pixels, the data grey levels). Alternatives we measured (more hidden units, CD-5): experiments/RESULTS.md.
+the samples are probabilities of binary pixels, the data grey levels). Alternatives we measured
+(more hidden units, CD-5): experiments/RESULTS.md.
 Smoke variant: --config=experiments/rbm_digits.py:smoke
 """
 

@@ -5,6 +5,7 @@ tests/v1_configs.json holds v1 configs of six experiments as the v1 code wrote t
 sampler, a conditional GAN with its discriminator optimizer, a WGAN-GP, an EBM, the RBM).
 """
 
+import copy
 import importlib
 import json
 import os
@@ -24,7 +25,7 @@ def test_a_v1_config_maps_field_for_field_onto_its_experiment(key):
   name, arg = key.split(':')
   current = importlib.import_module(f'experiments.{name}').get_config(arg or None)
   assert legacy.is_v1(V1[key]) and not legacy.is_v1(workdir_lib.config_to_dict(current))
-  migrated = legacy.from_v1(V1[key])
+  migrated = workdir_lib.upgrade(copy.deepcopy(V1[key]))  # as read from a v1 W/config.json
   assert workdir_lib.config_diff(migrated, workdir_lib.config_to_dict(current)) == []
 
 

@@ -8,6 +8,7 @@ Kinds:
   energy    E(x, train) -> [B] (energy_mlp, energy_conv).
   score     s(x, train) -> x's shape (score_mlp).
   rbm       a binary restricted Boltzmann machine (rbm).
+  autoencoder  (encoder, decoder) (conv_autoencoder, mlp_autoencoder; gen.models.autoencoder).
 """
 
 import dataclasses
@@ -17,7 +18,7 @@ from typing import Any
 import flax.linen as nn
 
 from gen.errors import ConfigError
-from gen.models import energy, gan, mlp, unet
+from gen.models import autoencoder, energy, gan, mlp, unet
 
 
 def _make_mlp(shape: tuple[int, ...], **kwargs) -> nn.Module:
@@ -124,6 +125,15 @@ MODELS = {
     'energy', _energy_net('energy_conv'), dict(ch=32, num_levels=2, spectral_norm=False)
   ),
   'rbm': Model('rbm', lambda shape, **kw: energy.make('rbm', kw), dict(num_hidden=64)),
+  # encoder/decoder pairs; the objective passes encoder_factor (2: a VAE's mean and log-variance)
+  'conv_autoencoder': Model(
+    'autoencoder',
+    autoencoder.make_conv_pair,
+    dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, latent_channels=4, num_groups=8, dropout=0.0),
+  ),
+  'mlp_autoencoder': Model(
+    'autoencoder', autoencoder.make_mlp_pair, dict(features=(256, 256), latent_dim=2)
+  ),
 }
 
 

@@ -141,6 +141,7 @@ class ResBlock(nn.Module):
     out = skip(x) + h
   where skip is a 1x1 conv when the channel count changes (Ho et al. 2020; the scale-shift
   norm is Dhariwal & Nichol 2021). The last conv starts at zero so the block starts as skip(x).
+  With `emb=None` (an autoencoder's blocks: no time) the second norm has no scale-shift.
 
   Attributes:
     features: output channels.
@@ -153,14 +154,16 @@ class ResBlock(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x: chex.Array, emb: chex.Array, train: bool = False) -> chex.Array:
+  def __call__(self, x: chex.Array, emb: chex.Array | None, train: bool = False) -> chex.Array:
     chex.assert_rank(x, 4)  # [B, H, W, C]
-    chex.assert_rank(emb, 2)  # [B, E]
     h = nn.silu(nn.GroupNorm(self.num_groups)(x))
     h = _conv3x3(self.features)(h)
-    scale_shift = nn.Dense(2 * self.features)(nn.silu(emb))[:, None, None, :]
-    scale, shift = jnp.split(scale_shift, 2, axis=-1)
-    h = nn.GroupNorm(self.num_groups)(h) * (1 + scale) + shift
+    h = nn.GroupNorm(self.num_groups)(h)
+    if emb is not None:
+      chex.assert_rank(emb, 2)  # [B, E]
+      scale_shift = nn.Dense(2 * self.features)(nn.silu(emb))[:, None, None, :]
+      scale, shift = jnp.split(scale_shift, 2, axis=-1)
+      h = h * (1 + scale) + shift
     h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
     h = _conv3x3(self.features, zero_init=True)(h)
     if x.shape[-1] != self.features:

@@ -128,6 +128,15 @@ def read_config_dict(workdir: str) -> dict[str, Any]:
     ) from None
   if not isinstance(saved, dict):
     raise ConfigError(f'{path} is unreadable (not a JSON object); it was left as it is')
+  return upgrade(saved)
+
+
+def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
+  """A saved config dict as today's code reads it: fields added since (ADDED_FIELDS), the v1
+  layout moved (gen.utils.legacy), and the sections of networks added to gen.models.MODELS
+  since (a network the run never used: its defaults)."""
+  from gen import models  # here: gen.models imports flax, which the workdir checks do not need
+
   for dotted, value in ADDED_FIELDS.items():  # a run written before the field existed
     *parents, leaf = dotted.split('.')
     node = saved
@@ -135,7 +144,13 @@ def read_config_dict(workdir: str) -> dict[str, Any]:
       node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict) and leaf not in node:
       node[leaf] = value
-  return legacy.from_v1(saved)  # a run written before the objective contract v2
+  saved = legacy.from_v1(saved)  # a run written before the objective contract v2
+  sections = saved.get('model')
+  if isinstance(sections, dict):
+    for name, entry in models.MODELS.items():
+      if name not in sections and name != sections.get('name'):
+        sections[name] = config_to_dict(ml_collections.ConfigDict(entry.defaults))
+  return saved
 
 
 def _tuples(value: Any) -> Any:
