@@ -47,7 +47,7 @@ class Diffusion:
     min_snr_gamma: gamma of the 'min_snr' weighting.
     sampler, num_steps, spacing, rho: how `sample` integrates (gen.samplers.SAMPLERS; N model
       times from `gen.samplers.timesteps(process, num_steps, spacing, rho)`).
-    sampler_options: the sampler's own `config.sample` fields (eta, variance, snr, ...).
+    sampler_options: the sampler's own `config.diffusion.sample` fields (eta, variance, snr, ...).
     guidance_scale: classifier-free guidance w at sampling.
     use_ema: sample from the EMA parameters.
     grad_accum: micro-batches per step (gradient accumulation; see `step`).
