@@ -51,11 +51,11 @@ def check_conv_shape(shape: tuple[int, ...], ch: int, ch_mult: Sequence[int], nu
     )
 
 
-class ConvEncoder(nn.Module):
-  """x [B, H, W, C] -> z [B, H/f, W/f, out_channels] (module docstring).
+class _ConvLayout(nn.Module):
+  """The fields an encoder and its decoder share.
 
   Attributes:
-    out_channels: channels of z.
+    out_channels: channels of the output (z for the encoder, the data's for the decoder).
     ch, ch_mult, num_res_blocks, num_groups, dropout: the U-Net's meanings.
   """
 
@@ -65,6 +65,10 @@ class ConvEncoder(nn.Module):
   num_res_blocks: int = 1
   num_groups: int = 8
   dropout: float = 0.0
+
+
+class ConvEncoder(_ConvLayout):
+  """x [B, H, W, C] -> z [B, H/f, W/f, out_channels] (module docstring)."""
 
   @nn.compact
   def __call__(self, x: chex.Array, train: bool = False) -> chex.Array:
@@ -80,20 +84,8 @@ class ConvEncoder(nn.Module):
     return nn.Conv(self.out_channels, (3, 3), padding='SAME')(h)
 
 
-class ConvDecoder(nn.Module):
-  """z [B, h, w, c] -> x [B, h f, w f, out_channels]: the encoder mirrored.
-
-  Attributes:
-    out_channels: the data's channels.
-    ch, ch_mult, num_res_blocks, num_groups, dropout: as the encoder's.
-  """
-
-  out_channels: int
-  ch: int = 32
-  ch_mult: Sequence[int] = (1, 2)
-  num_res_blocks: int = 1
-  num_groups: int = 8
-  dropout: float = 0.0
+class ConvDecoder(_ConvLayout):
+  """z [B, h, w, c] -> x [B, h f, w f, out_channels]: the encoder mirrored."""
 
   @nn.compact
   def __call__(self, z: chex.Array, train: bool = False) -> chex.Array:
