@@ -21,16 +21,13 @@ from gen import state as state_lib
 from gen.errors import ConfigError
 from gen.models import energy as energy_lib
 from gen.objectives import ebm
-from gen.objectives.contract import Capabilities
 
 MODEL_KINDS = ('rbm',)
 
 
 class RBM(ebm.EBM):
   """The EBM objective with Gibbs chains on binary data (fields: gen.objectives.ebm.EBM; the
-  Langevin fields are unused)."""
-
-  capabilities = Capabilities()
+  Langevin fields are unused; its capabilities are the EBM's)."""
 
   def _data(self, x):
     return (x > 0).astype(x.dtype).reshape(x.shape[0], -1)

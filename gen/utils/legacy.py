@@ -127,6 +127,9 @@ MOVES: dict[str, dict[str, str]] = {
 _V1_ONLY = ('objective', 'optim_d', 'sample', 'eval.bpd_trace', 'eval.bpd_rtol', 'eval.bpd_atol')
 
 
+_MISSING = object()  # a field the saved config lacks
+
+
 def is_v1(saved: dict[str, Any]) -> bool:
   """Whether a saved config has the v1 layout (an `objective` section with more than a name)."""
   objective = saved.get('objective')
@@ -148,9 +151,6 @@ def _set(tree: dict, dotted: str, value) -> None:
   for part in parents:
     node = node.setdefault(part, {})
   node[leaf] = value
-
-
-_MISSING = object()
 
 
 def from_v1(saved: dict[str, Any]) -> dict[str, Any]:
