@@ -84,13 +84,17 @@ def compute_metrics(
     sample_fn = sample_fn or make_sample_fn(setup, num)
     out = sample_fn(state, rng)
     samples = np.asarray(out.x)
-    values, extras = evaluator.compute(samples, setup.config.seed, sample_names, not proxy)
+    seed = setup.config.seed
+    values, extras = evaluator.compute(samples, seed, sample_names, not proxy, out.labels)
     for name, value in (out.stats or {}).items():  # nfe, a rejection sampler's acceptance, ...
       values[f'sample_{name}'] = np.asarray(value).item()
     if workdir and 'nn_index' in extras:
       pictures.save_neighbours_picture(setup, workdir, step, samples, extras)
   if 'bpd' in names:
     values.update(compute_bpd(setup, state, step))
+  if 'reconstruction' in names:
+    recon, recon_n = compute_reconstruction(setup, state, step)
+    values.update(recon)
   if proxy:
     return {f'proxy_{k}': v for k, v in values.items()}
   protocol = {'num_samples': num, 'sample_seed': rng_text}
@@ -105,6 +109,8 @@ def compute_metrics(
       'num_bins': ev.num_bins,
       **setup.objective.likelihood_protocol(),
     }
+  if 'reconstruction' in names:
+    protocol['reconstruction'] = {'n': recon_n, 'split': 'test'}
   values['protocol'] = protocol
   return values
 
@@ -115,17 +121,35 @@ def proxy_num_samples(config: ml_collections.ConfigDict) -> int:
   return min(config.eval.proxy_num_samples or num, num)
 
 
-def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
-  """Bits/dim of `eval.bpd_num` test examples under the model (`objective.bits_per_dim`)."""
-  ev = setup.config.eval
-  x = reference_data(setup, ev.bpd_num)
+def _held_out(setup: Setup, num: int) -> jax.Array:
+  """Up to `num` test examples as one global array: a multiple of the device count, sharded
+  over the devices (replicated when there are fewer examples than devices)."""
+  x = reference_data(setup, num)
   x = x[: len(x) - len(x) % setup.mesh.size] if len(x) >= setup.mesh.size else x
   sharding = setup.batch_sharding if len(x) % setup.mesh.size == 0 else setup.replicated
-  x = jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])  # multi-host too
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])  # multi-host
+
+
+def compute_bpd(setup: Setup, state: TrainState, step: int) -> dict[str, float]:
+  """Bits/dim of `eval.bpd_num` test examples under the model (`objective.bits_per_dim`):
+  'bpd', 'bpd_nfe' and any further 'bpd_<name>' the objective reports."""
+  ev = setup.config.eval
+  x = _held_out(setup, ev.bpd_num)
   key = purpose_key(setup.config.seed, 'bpd', step)
   fn = jax.jit(lambda st, xx, k: setup.objective.bits_per_dim(st, xx, k, ev.num_bins))
   out = distributed.to_host(fn(state, x, key))
-  return {'bpd': float(out['bpd']), 'bpd_nfe': int(out['bpd_nfe'])}
+  return {k: int(v) if k.endswith('nfe') else float(v) for k, v in out.items()}
+
+
+def compute_reconstruction(
+  setup: Setup, state: TrainState, step: int
+) -> tuple[dict[str, float], int]:
+  """(`objective.reconstruction_metrics` on up to `eval.num_samples` test examples: an
+  autoencoder's reconstruction error, its codebook's perplexity, ...; how many examples)."""
+  x = _held_out(setup, setup.config.eval.num_samples)
+  key = purpose_key(setup.config.seed, 'reconstruction', step)
+  out = distributed.to_host(jax.jit(setup.objective.reconstruction_metrics)(state, x, key))
+  return {k: float(v) for k, v in out.items()}, int(x.shape[0])
 
 
 def eval_scalars(values: dict[str, Any]) -> dict[str, float]:

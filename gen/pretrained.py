@@ -5,8 +5,9 @@ networks").
 that of STEP) whose EMA parameters this run uses and never updates: a distillation teacher, the
 autoencoder of latent diffusion, a classifier for guidance. An objective declares its roles in
 its module, `PRETRAINED = {role: (objective names the referenced run may have, ...)}` (an empty
-tuple: any; gen.objectives.pretrained_roles); `experiments.base.get_config` adds
-`config.pretrained.<role> = ''` (unset) for each.
+tuple: any; gen.objectives.pretrained_roles), and the roles it can do without in
+`OPTIONAL_PRETRAINED`; `experiments.base.get_config` adds `config.pretrained.<role> = ''` (unset)
+for each.
 
 The loop (gen.setup.build) restores each reference once, onto the current mesh and before
 anything compiles, after checking that the run's saved config has an objective the role
@@ -117,10 +118,16 @@ def load(role: str, value: str, accepted: tuple[str, ...], mesh, build, restore)
 
 
 def load_all(
-  config: ml_collections.ConfigDict, declared: dict[str, tuple[str, ...]], mesh, build, restore
+  config: ml_collections.ConfigDict,
+  declared: dict[str, tuple[str, ...]],
+  mesh,
+  build,
+  restore,
+  optional: tuple[str, ...] = (),
 ) -> dict[str, Pretrained]:
   """Every reference `config.pretrained` sets for the objective's `declared` roles (role ->
-  accepted objective names); `build` and `restore` as in `load`."""
+  accepted objective names); a role in `optional` may stay unset (''); `build` and `restore` as
+  in `load`."""
   section = config.get('pretrained') or {}
   unknown = sorted(set(section) - set(declared))
   if unknown:
@@ -131,6 +138,8 @@ def load_all(
   out = {}
   for role, accepted in declared.items():
     value = section.get(role, '')
+    if not value and role in optional:
+      continue
     if not value:
       raise ConfigError(
         f'pretrained.{role} is required by objective.name={config.objective.name!r}: '

@@ -27,7 +27,7 @@ ON_NONFINITE = ('stop', 'skip_step', 'rollback')  # train.on_nonfinite
 
 # The seed offset of each purpose that draws randomness outside the train step (whose key is
 # fold_in(key(seed), step)): key(seed + offset) folded with the step it serves.
-SEED_OFFSETS = {'eval': 1, 'picture': 2, 'strips': 4, 'bpd': 5}
+SEED_OFFSETS = {'eval': 1, 'picture': 2, 'strips': 4, 'bpd': 5, 'reconstruction': 6}
 
 
 def purpose_key(seed: int, purpose: str, step: int) -> jax.Array:
@@ -107,8 +107,9 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
       f'data.batch_size={config.data.batch_size} is larger than the {spec.num_train} training '
       f'examples of {spec.name!r}'
     )
-  roles = objectives.pretrained_roles(objectives.resolve(config.objective.name))
-  refs = pretrained_lib.load_all(config, roles, mesh, build, restore_or_init)
+  found = objectives.resolve(config.objective.name)
+  roles, optional = objectives.pretrained_roles(found), objectives.optional_pretrained_roles(found)
+  refs = pretrained_lib.load_all(config, roles, mesh, build, restore_or_init, optional)
   objective = objectives.make(config, spec, refs)
   if config.train.compute_dtype not in ('float32', 'bfloat16'):
     raise ConfigError(
@@ -131,6 +132,11 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
     raise ConfigError(
       f"eval.metrics 'bpd' needs an objective with a likelihood; objective.name={name!r} has none"
     )
+  if 'reconstruction' in names and not caps.reconstruction:
+    raise ConfigError(
+      "eval.metrics 'reconstruction' needs an objective that reconstructs (an autoencoder); "
+      f'objective.name={name!r} does not'
+    )
   ev = config.eval
   if 'bpd' in names:
     if isinstance(ev.num_bins, bool) or not isinstance(ev.num_bins, int) or ev.num_bins in (1,):
@@ -144,7 +150,23 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Setup:
   if 'auto' in config.eval.proxy_metrics:  # the final metrics that come from samples
     proxy = tuple(n for n in names if metrics_lib.METRICS[n] != 'model')
   evaluation.validate_options(config, spec, names + proxy)
+  if 'class_agreement' in names + proxy and not _draws_labels(objective, config, spec, refs):
+    raise ConfigError(
+      f"eval.metrics 'class_agreement' scores conditional samples; objective.name={name!r} "
+      'draws them without labels (a conditional model: e.g. diffusion.conditional=True)'
+    )
   return Setup(config, spec, objective, mesh, names, proxy, refs)
+
+
+def _draws_labels(objective, config, spec, refs) -> bool:
+  """Whether `objective.sample` returns labels (traced abstractly: nothing compiles)."""
+  batch = {'x': np.zeros((config.data.batch_size, *spec.shape), np.float32)}
+  if spec.num_classes:
+    batch['label'] = np.zeros((config.data.batch_size,), np.int32)
+  args = (jax.random.key(0), batch) + (({r: p.params for r, p in refs.items()},) if refs else ())
+  state = jax.eval_shape(objective.init, *args)
+  out = jax.eval_shape(lambda s, k: objective.sample(s, k, 10), state, jax.random.key(1))
+  return out.labels is not None
 
 
 # ---------------------------------------------------------------------------------------------

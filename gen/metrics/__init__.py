@@ -4,7 +4,8 @@
 `eval.metrics = ('auto',)` picks the dataset's usual metrics (`default_metrics`): the mode
 metrics and sliced W2 on 2-D mixtures; FD-digits, the digits Inception Score, KID,
 precision/recall, density/coverage, memorisation and sliced W2 on digits; FID and the Inception
-Score on other image datasets; plus `bpd` where the objective has a likelihood.
+Score on other image datasets; plus `bpd` where the objective has a likelihood and
+`reconstruction` where it reconstructs (an autoencoder).
 `gen.metrics.evaluation.Evaluator` computes them.
 """
 
@@ -13,7 +14,7 @@ from gen.errors import ConfigError
 # name -> what the metric needs: 'mixture' (known mode centres), 'data' (data-space reference
 # examples), 'features' (a feature network and reference features), 'logits' (a feature
 # network with class logits), 'model' (the model itself: the objective computes it, e.g.
-# Diffusion.bits_per_dim).
+# Diffusion.bits_per_dim, an autoencoder's reconstruction_metrics).
 METRICS = {
   'modes_covered': 'mixture',
   'high_quality_fraction': 'mixture',
@@ -26,7 +27,9 @@ METRICS = {
   'coverage': 'features',
   'memorisation': 'features',
   'inception_score': 'logits',
+  'class_agreement': 'logits',  # conditional samples: the classifier's label = the requested one
   'bpd': 'model',
+  'reconstruction': 'model',
 }
 MODEL_METRICS = tuple(name for name, need in METRICS.items() if need == 'model')
 FEATURE_METRICS = tuple(name for name, need in METRICS.items() if need in ('features', 'logits'))
@@ -60,6 +63,8 @@ def default_metrics(spec, objective=None) -> tuple[str, ...]:
     names = ('fd', 'inception_score')
   if objective is not None and has_likelihood(objective):
     names += ('bpd',)
+  if objective is not None and objective.capabilities.reconstruction:
+    names += ('reconstruction',)
   return names
 
 

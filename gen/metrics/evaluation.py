@@ -61,9 +61,10 @@ def validate_options(config, spec, names) -> None:
       f'eval.proxy_num_samples must be >= 0 (0: eval.num_samples), got {ev.proxy_num_samples}'
     )
   net = features_lib.resolve(ev.features, spec)
-  if any(metrics_lib.METRICS[n] == 'logits' for n in names) and net == 'identity':
+  logit_names = [n for n in names if metrics_lib.METRICS[n] == 'logits']
+  if logit_names and net == 'identity':
     raise ConfigError(
-      "eval.metrics 'inception_score' needs a feature network with class logits; "
+      f'eval.metrics {logit_names[0]!r} needs a feature network with class logits; '
       f"eval.features resolves to 'identity' for data.name={spec.name!r}"
     )
   if net == 'inception_v3' and any(n in metrics_lib.FEATURE_METRICS for n in names):
@@ -191,10 +192,12 @@ class Evaluator:
     return reference.load_or_compute(self.spec.name, split, self.net, self.data_dir, self.mesh)
 
   def compute(
-    self, samples: np.ndarray, seed: int, names=None, interval: bool = True
+    self, samples: np.ndarray, seed: int, names=None, interval: bool = True, labels=None
   ) -> tuple[dict, dict]:
     """Metrics `names` (default all of this evaluator's) of data-space samples [N, ...];
-    `interval`: with fd_low/fd_high and fd_infinity as the options ask (`feature_metrics`).
+    `interval`: with fd_low/fd_high and fd_infinity as the options ask (`feature_metrics`);
+    `labels` [N]: the classes conditional samples were drawn for ('class_agreement': the share
+    the feature network's classifier assigns to them; skipped without labels).
 
     Returns:
       (values, extras): values maps metric name -> number (with `_std`, `fd_low`/`fd_high`
@@ -220,6 +223,9 @@ class Evaluator:
       return values, extras
     emb = features_lib.extract(self.net, samples, self.mesh)
     values.update(feature_metrics(names, emb, self.ref, ev, seed, self.mesh, interval))
+    if 'class_agreement' in names and labels is not None:
+      predicted = np.argmax(emb['logits'], axis=-1)
+      values['class_agreement'] = float(np.mean(predicted == np.asarray(labels)))
     feats = emb['features']
     if 'memorisation' in names:
       mem = precision_recall.memorisation(feats, self.train_features, self.mesh)

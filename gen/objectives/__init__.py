@@ -19,10 +19,18 @@ import ml_collections
 
 from gen.data import DatasetSpec
 from gen.errors import ConfigError
-from gen.objectives import contract, diffusion, ebm, gan, rbm
+from gen.objectives import autoencoder, contract, diffusion, ebm, gan, rbm, vae, vqvae
 
 # name -> module with default_config() and from_config(config, spec)
-OBJECTIVES = {'diffusion': diffusion, 'gan': gan, 'ebm': ebm, 'rbm': rbm}
+OBJECTIVES = {
+  'diffusion': diffusion,
+  'gan': gan,
+  'ebm': ebm,
+  'rbm': rbm,
+  'autoencoder': autoencoder,
+  'vae': vae,
+  'vqvae': vqvae,
+}
 
 
 def resolve(name: str) -> Any:
@@ -49,6 +57,12 @@ def pretrained_roles(found: Any) -> dict[str, tuple[str, ...]]:
   """The pretrained roles an objective module declares (its optional PRETRAINED dict: role ->
   the objective names a referenced run may have; gen.pretrained)."""
   return dict(getattr(found, 'PRETRAINED', {}))
+
+
+def optional_pretrained_roles(found: Any) -> tuple[str, ...]:
+  """The declared roles an objective works without (its optional OPTIONAL_PRETRAINED tuple):
+  unset ('') means no reference, as for diffusion in data space (role 'autoencoder')."""
+  return tuple(getattr(found, 'OPTIONAL_PRETRAINED', ()))
 
 
 def section(name: str) -> str:

@@ -35,14 +35,19 @@ class Capabilities:
   """What an objective can do beyond the contract's required methods.
 
   Attributes:
-    likelihood: `bits_per_dim(state, x, key, num_bins) -> {'bpd', 'bpd_nfe'}` (data x [B, ...],
-      `num_bins` levels of discrete data, 0: continuous) and `likelihood_protocol() -> dict`
+    likelihood: `bits_per_dim(state, x, key, num_bins) -> {'bpd', 'bpd_nfe', ...}` (data x
+      [B, ...], `num_bins` levels of discrete data, 0: continuous; further 'bpd_<name>' keys,
+      a VAE's 'bpd_elbo' say, go to the eval JSON too) and `likelihood_protocol() -> dict`
       (how, for the eval JSON) exist: eval metric 'bpd'.
+    reconstruction: `reconstruction_metrics(state, x, key) -> {name: scalar}` exists (an
+      autoencoder's error on held-out data x, its codebook's perplexity, ...): eval metric
+      'reconstruction', whose names go to the eval JSON as they are.
     grad_accum: `step` honours train.grad_accum > 1 (micro-batches, one update).
     bfloat16: the networks compute in train.compute_dtype='bfloat16'.
   """
 
   likelihood: bool = False
+  reconstruction: bool = False
   grad_accum: bool = False
   bfloat16: bool = False
 
@@ -107,3 +112,7 @@ def check(objective: Any, name: str) -> None:
   for method in ('bits_per_dim', 'likelihood_protocol') if caps.likelihood else ():
     if not callable(getattr(objective, method, None)):
       raise TypeError(f'{type(objective).__name__} declares a likelihood but has no {method}')
+  if caps.reconstruction and not callable(getattr(objective, 'reconstruction_metrics', None)):
+    raise TypeError(
+      f'{type(objective).__name__} declares a reconstruction but has no reconstruction_metrics'
+    )

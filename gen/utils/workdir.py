@@ -111,6 +111,7 @@ def _check_writable(folder: str, flag: str = '--workdir', hint: bool = False) ->
 ADDED_FIELDS = {
   'train.ema_warmup': 0.0,  # 2026-12-03: the EMA warm-up (before: none)
   'eval.fd_infinity': False,  # 2026-12-03
+  'diffusion.latent_scale': 0.0,  # 2026-12-04: latent diffusion (a diffusion run's only kind)
 }
 
 
@@ -132,11 +133,13 @@ def read_config_dict(workdir: str) -> dict[str, Any]:
 
 
 def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
-  """A saved config dict as today's code reads it: fields added since (ADDED_FIELDS), the v1
-  layout moved (gen.utils.legacy), and the sections of networks added to gen.models.MODELS
-  since (a network the run never used: its defaults)."""
-  from gen import models  # here: gen.models imports flax, which the workdir checks do not need
+  """A saved config dict as today's code reads it: the v1 layout moved (gen.utils.legacy),
+  fields added since (ADDED_FIELDS), the pretrained roles its objective declared since (unset:
+  ''), and the sections of networks added to gen.models.MODELS since (a network the run never
+  used: its defaults)."""
+  from gen import models, objectives  # here: they import flax, which the workdir checks do not
 
+  saved = legacy.from_v1(saved)  # a run written before the objective contract v2
   for dotted, value in ADDED_FIELDS.items():  # a run written before the field existed
     *parents, leaf = dotted.split('.')
     node = saved
@@ -144,7 +147,12 @@ def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
       node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict) and leaf not in node:
       node[leaf] = value
-  saved = legacy.from_v1(saved)  # a run written before the objective contract v2
+  name = (saved.get('objective') or {}).get('name')
+  if isinstance(name, str) and name in objectives.OBJECTIVES:
+    roles = saved.setdefault('pretrained', {})
+    if isinstance(roles, dict):
+      for role in objectives.pretrained_roles(objectives.OBJECTIVES[name]):
+        roles.setdefault(role, '')
   sections = saved.get('model')
   if isinstance(sections, dict):
     for name, entry in models.MODELS.items():

@@ -19,13 +19,19 @@ The named weightings w(t) reproduce the classic objectives exactly (SNR = alpha^
   'velocity'   (alpha' - sigma' alpha/sigma)^2  ||u_hat - u||^2 with u = alpha' x0 + sigma' eps:
                                           rectified flow / flow matching (Liu et al. 2022;
                                           Lipman et al. 2022), u = z - x0
+
+With `config.pretrained.autoencoder` set to a trained autoencoder, VAE or VQ-VAE run, the same
+objective runs in that run's latent space: latent diffusion (gen.objectives.diffusion.latent).
 """
+
+import dataclasses
 
 import ml_collections
 
 from gen import models, processes, samplers
 from gen import state as state_lib
 from gen.errors import ConfigError
+from gen.objectives.diffusion.latent import LatentDiffusion
 from gen.objectives.diffusion.loss import (
   TIME_SAMPLINGS,
   WEIGHTINGS,
@@ -44,6 +50,7 @@ __all__ = [
   'TRAJECTORY_FRAMES',
   'WEIGHTINGS',
   'Diffusion',
+  'LatentDiffusion',
   'default_config',
   'denoising_loss',
   'from_config',
@@ -69,6 +76,10 @@ PROCESS_FIELDS = {
 # Every option of config.diffusion.sample (gen.samplers.SAMPLERS: which sampler takes which).
 SAMPLER_OPTIONS = sorted({f for entry in samplers.SAMPLERS.values() for f in entry.options})
 MODEL_KINDS = ('denoiser',)
+# Latent diffusion: the frozen autoencoder whose latents are the data (gen.pretrained); unset
+# ('') for diffusion in data space.
+PRETRAINED = {'autoencoder': ('autoencoder', 'vae', 'vqvae')}
+OPTIONAL_PRETRAINED = ('autoencoder',)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -98,6 +109,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.edm_preconditioning = False
   c.conditional = False  # class-conditional on the data's labels
   c.label_dropout = 0.1  # null-label rate, for classifier-free guidance
+  # Latent diffusion (pretrained.autoencoder set): the latents' scale factor c; 0: 1 / std of
+  # the first training batch's latents (gen.objectives.diffusion.latent).
+  c.latent_scale = 0.0
   c.sample = s = ml_collections.ConfigDict()  # how `sample` integrates (free in --mode=eval)
   # gen.samplers.SAMPLERS: ddpm | ddim | dpm_solver_2m | dpm_solver_3m | unipc | unipc3 | pc |
   # reverse_diffusion | annealed_langevin (any process); euler | heun | rk4 | dopri5 |
@@ -176,9 +190,42 @@ def _check(d: ml_collections.ConfigDict, spec, process) -> None:
     raise ConfigError(f'diffusion.label_dropout must be in [0, 1), got {d.label_dropout}')
 
 
-def from_config(config: ml_collections.ConfigDict, spec) -> Diffusion:
+def from_config(config: ml_collections.ConfigDict, spec, pretrained=None):
   """The objective of `config.diffusion` (and the shared model, optim, train and sample
-  sections) for data `spec`, every field checked before compiling."""
+  sections) for data `spec`, every field checked before compiling: a `Diffusion`, or a
+  `LatentDiffusion` on the latents of `pretrained['autoencoder']` where that role is set."""
+  ref = (pretrained or {}).get('autoencoder')
+  if config.diffusion.latent_scale < 0:
+    raise ConfigError(
+      f'diffusion.latent_scale must be >= 0 (0: measured), got {config.diffusion.latent_scale}'
+    )
+  if ref is None:
+    if config.diffusion.latent_scale:
+      raise ConfigError(
+        'diffusion.latent_scale is the scale of latent diffusion: set pretrained.autoencoder, '
+        'or leave diffusion.latent_scale at 0'
+      )
+    return _diffusion(config, spec)
+  ae = ref.objective
+  where = f'pretrained.autoencoder={ref.workdir!r}'
+  if ref.config.data.name != config.data.name or tuple(ae.shape) != tuple(spec.shape):
+    raise ConfigError(
+      f'{where} was trained on data.name={ref.config.data.name!r} {tuple(ae.shape)}; this run '
+      f'has data.name={spec.name!r} {tuple(spec.shape)}'
+    )
+  latent = tuple(ae.latent_shape)
+  latent_spec = dataclasses.replace(
+    spec, shape=latent, kind='images' if len(latent) == 3 else 'points', mode_centers=None
+  )
+  try:
+    inner = _diffusion(config, latent_spec)
+  except ConfigError as e:
+    raise ConfigError(f'on the latents {latent} of {where}: {e}') from None
+  return LatentDiffusion(inner, ae, tuple(spec.shape), config.diffusion.latent_scale)
+
+
+def _diffusion(config: ml_collections.ConfigDict, spec) -> Diffusion:
+  """The data-space objective of `config.diffusion` for examples of `spec`."""
   d, smp = config.diffusion, config.diffusion.sample
   fields = PROCESS_FIELDS.get(d.process, ())
   process = processes.make(d.process, **{k: d[k] for k in fields})
