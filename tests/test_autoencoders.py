@@ -37,6 +37,18 @@ def _digits_objective(name: str, **fields):
   return objectives.make(config, DIGITS)
 
 
+RING = DatasetSpec(name='ring8', kind='points', shape=(2,), num_classes=0, num_train=100_000)
+
+
+def _ring_vqvae(num_codes):
+  """A VQ-VAE of 2-D points with 2-D codes: MLPs compile in a second, convolutions in ten."""
+  config = base.get_config(objective='vqvae', model='mlp_autoencoder')
+  config.model.mlp_autoencoder.features = (32, 32)
+  config.model.mlp_autoencoder.latent_dim = 2
+  config.vqvae.num_codes = num_codes
+  return objectives.make(config, RING)
+
+
 def _digit_batch(n=8, seed=0):
   levels = jax.random.randint(jax.random.key(seed), (n, 8, 8, 1), 0, 17)
   return {'x': levels / 8.0 - 1.0, 'label': jnp.zeros((n,), jnp.int32)}
@@ -245,33 +257,41 @@ def test_ema_codebook_update_equals_a_hand_computation():
 
 
 def test_the_ema_codebook_gets_no_gradient_and_dead_codes_restart_at_batch_encodings():
-  vq = _digits_objective('vqvae', **{'vqvae.num_codes': 16})
-  batch = _digit_batch(8)
+  vq = _ring_vqvae(num_codes=16)
+  batch = {'x': jax.random.normal(jax.random.key(0), (64, 2))}
   state = vq.init(jax.random.key(0), batch)
   step = jax.jit(vq.step)
   state, metrics = step(state, batch, jax.random.key(1))
   state = state.replace(step=state.step + 1)
-  # step 0 set the codes to encodings of its batch
-  flat = np.asarray(vq.encode(state.params[NET], batch['x'])).reshape(-1, 2)
-  _, grads = jax.value_and_grad(vq.loss_of, has_aux=True)(
-    state.params[NET], batch['x'], jax.random.key(2)
+  # step 0 set every code to one of its batch's encodings
+  encodings = np.asarray(vq.encode(state.params[NET], batch['x']))
+  grads = jax.jit(jax.grad(lambda p: vq.loss_of(p, batch['x'], jax.random.key(2))[0]))(
+    state.params[NET]
   )
   assert not np.any(np.asarray(grads['codebook']))  # EMA codebook: the loss has no codebook term
-  # code 3 falls out of use: restarted at one of this batch's encodings, usage back to 1/K
-  state = state.replace(extra={**state.extra, 'usage': state.extra['usage'].at[3].set(1e-6)})
+  # code 3 is far from every encoding and long unused: restarted at one of this batch's
+  # encodings, its usage back to 1/K
+  far = {**state.params[NET], 'codebook': state.params[NET]['codebook'].at[3].set(100.0)}
+  state = state.replace(
+    params={NET: far}, extra={**state.extra, 'usage': state.extra['usage'].at[3].set(1e-6)}
+  )
   params_before = state.params[NET]
   new, metrics = step(state, batch, jax.random.key(3))
-  assert int(metrics['codebook_restarts']) >= 1
-  encodings = np.asarray(vq.encode(params_before, batch['x'])).reshape(-1, 2)
+  assert int(metrics['codebook_restarts']) == 1
+  encodings = np.asarray(vq.encode(params_before, batch['x']))
   code = np.asarray(new.params[NET]['codebook'][3])
-  assert np.min(np.abs(encodings - code).sum(-1)) < 1e-5, (code, flat[:3])
+  assert np.min(np.abs(encodings - code).sum(-1)) < 1e-5, code
   assert float(new.extra['usage'][3]) == pytest.approx(1 / 16)
+  # the EMA statistics of the restarted code start at its new value: e = m / N
+  size = float(new.extra['cluster_size'][3])
+  np.testing.assert_allclose(np.asarray(new.extra['embed_sum'][3]) / size, code, rtol=1e-5)
   assert 1.0 <= float(metrics['codebook_perplexity']) <= 16.0
 
 
 # -- every objective of the family: shapes, round trips, config errors --------------------------
 
 
+@pytest.mark.slow  # compiles three conv pairs' encoders and decoders: ~30 s on 2 cores
 class RoundTripTest(chex.TestCase):
   """encode_latent -> latent_shape, decode_latent -> data in [-1, 1], with and without jit."""
 
@@ -312,11 +332,13 @@ def test_config_errors_name_the_field():
 
 
 def test_the_autoencoder_prior_is_fitted_to_the_first_batch_latents():
-  ae = _digits_objective('autoencoder')
-  batch = _digit_batch(8)
+  config = base.get_config(objective='autoencoder', model='mlp_autoencoder')
+  config.model.mlp_autoencoder.features = (32, 32)
+  ae = objectives.make(config, RING)
+  batch = {'x': jax.random.normal(jax.random.key(0), (64, 2))}
   state = ae.init(jax.random.key(0), batch)
   z = ae.encode(state.params[NET], batch['x'])
   new, _ = jax.jit(ae.step)(state, batch, jax.random.key(1))
   chex.assert_trees_all_close(new.extra['latent_mean'], jnp.mean(z, 0), atol=1e-6)
   chex.assert_trees_all_close(new.extra['latent_var'], jnp.var(z, 0), atol=1e-6)
-  chex.assert_trees_all_equal(new.extra['picture_x'], batch['x'])
+  chex.assert_trees_all_equal(new.extra['picture_x'], batch['x'][:8])

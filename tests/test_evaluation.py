@@ -71,6 +71,33 @@ def test_digits_classifier_reaches_97_percent_and_is_cached(data_dir):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_class_agreement_of_labelled_test_digits_is_the_classifier_accuracy(data_dir):
+  """'class_agreement' labels samples with the feature network's classifier: on the test
+  digits with their true labels it is the classifier's recorded test accuracy."""
+  config = _digits_config(data_dir)
+  spec = data_lib.get_spec('digits', data_dir)
+  ev = evaluation.Evaluator(config, spec, ('class_agreement',))
+  test = data_lib.make_source('digits', 'test', data_dir).get_batch(np.arange(297))
+  values, _ = ev.compute(test['x'], 0, labels=test['label'])
+  _, info = digits_classifier.load_or_train(data_dir)
+  assert values['class_agreement'] == pytest.approx(info['test_accuracy'])
+  wrong, _ = ev.compute(test['x'], 0, labels=(test['label'] + 1) % 10)
+  assert wrong['class_agreement'] < 0.05
+  assert 'class_agreement' not in ev.compute(test['x'], 0)[0]  # no labels: not scored
+
+
+def test_class_agreement_needs_an_objective_that_draws_labels(tmp_path):
+  config = ddpm_digits.get_config('smoke')
+  config.data.data_dir = str(tmp_path)
+  config.eval.metrics = ('class_agreement',)
+  with pytest.raises(ConfigError, match="'class_agreement' scores conditional samples"):
+    setup_lib.build(config, ONE_DEVICE)
+  config.diffusion.conditional = True
+  setup_lib.build(config, ONE_DEVICE)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_floor_and_noise_bracket_the_digits_metrics(data_dir):
   """Real held-out digits score near the ideal, uniform noise far from it (the README's
   floors and ceilings)."""
