@@ -148,3 +148,31 @@ def read_tensorboard(workdir: str) -> dict[str, dict[int, str]]:
         kind = 'image' if value.HasField('image') else 'scalar'
         out.setdefault(value.tag, {})[int(event.step)] = kind
   return out
+
+
+# Module-scoped: the datasets prepared and runs trained are shared by one file's tests.
+@pytest.fixture(scope='module')
+def tfds_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='module')
+def pretrained_runs(tmp_path_factory, tfds_dir):
+  """experiment name -> the workdir of its trained `:smoke` variant, trained on first use: the
+  run an experiment's pretrained reference names by its folder ('runs/vae_ldm_digits' ->
+  vae_ldm_digits.py:smoke)."""
+  runs = {}
+
+  def get(name):
+    if name not in runs:
+      from importlib import import_module
+
+      from gen import train
+
+      config = import_module(f'experiments.{name}').get_config('smoke')
+      config.data.data_dir = tfds_dir
+      runs[name] = str(tmp_path_factory.mktemp(name))
+      train.train_and_evaluate(config, runs[name], mesh=ONE_DEVICE)
+    return runs[name]
+
+  return get

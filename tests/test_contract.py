@@ -63,7 +63,7 @@ def test_module_attr_names_fail_in_one_line():
     ('tests.no_such_module:x', 'cannot be imported'),
     ('tests.toy_objectives:nothing', 'cannot be imported'),
     ('tests.toy_objectives:math', 'has no default_config()'),
-    ('ddpmm', "choose one of ['diffusion', 'ebm', 'gan', 'rbm'] or 'package.module:attr'"),
+    ('ddpmm', "choose one of ['autoencoder', 'diffusion', 'ebm', 'gan', 'rbm', 'vae', 'vqvae'] or"),
   ):
     with pytest.raises(ConfigError, match=re.escape(message)):
       base.get_config(objective=name)
@@ -90,10 +90,17 @@ SMOKE = {  # objective -> an experiment whose :smoke variant exercises it
   'gan': 'gan_ring8',
   'ebm': 'ebm_cd_ring8',
   'rbm': 'rbm_digits',
+  'vae': 'vae_ring8',
+  'vqvae': 'vqvae_digits',
+  'autoencoder': 'ae_digits',
 }
+SLOW_TRACES = ('vqvae', 'autoencoder')  # conv networks: ~10 s of compiling each
 
 
-@pytest.mark.parametrize('objective', sorted(SMOKE))
+@pytest.mark.parametrize(
+  'objective',
+  [pytest.param(o, marks=pytest.mark.slow if o in SLOW_TRACES else ()) for o in sorted(SMOKE)],
+)
 def test_step_and_sample_trace_once_over_calls(objective, tmp_path):
   from importlib import import_module
 

@@ -34,11 +34,6 @@ CIFAR10_PARAMS = {
 }
 
 
-@pytest.fixture(scope='module')
-def tfds_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
-
 def _config(name, arg=None):
   return importlib.import_module(f'experiments.{name}').get_config(arg)
 
@@ -57,17 +52,29 @@ TRACED = (
   'score_sde_ve_digits',
   'score_sde_vp_digits',
 )
+# The autoencoder and latent-diffusion experiments run in tests/test_experiments_latent.py (the
+# same check): `--dist loadfile` gives each file to one worker, and this one is the longest.
+LATENT = tuple(e for e in EXPERIMENTS if e.startswith(('ae_', 'vae_', 'vqvae_', 'ldm_')))
 SMOKE_CASES = [
   pytest.param(e, marks=() if e in FAST_SMOKE else pytest.mark.slow)
   for e in EXPERIMENTS
-  if e not in NEEDS_DOWNLOAD and e not in TRACED
+  if e not in NEEDS_DOWNLOAD and e not in TRACED and e not in LATENT
 ]
 
 
 @pytest.mark.parametrize('name', SMOKE_CASES)
-def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir):
+def test_smoke_variant_trains_and_samples(name, tmp_path, tfds_dir, pretrained_runs):
+  check_smoke_variant(name, tmp_path, tfds_dir, pretrained_runs)
+
+
+def check_smoke_variant(name, tmp_path, tfds_dir, pretrained_runs):
+  """Experiment `name`'s :smoke variant trains through the loop, samples through
+  --mode=sample, and writes its pictures and eval JSON."""
   config = _config(name, 'smoke')
   config.data.data_dir = tfds_dir
+  for role, ref in config.pretrained.items():  # latent diffusion: its autoencoder's smoke run
+    if ref:
+      config.pretrained[role] = pretrained_runs(os.path.basename(ref))
   wd = str(tmp_path / 'run')
   state = train.train_and_evaluate(config, wd, mesh=setup_lib.make_mesh(jax.devices()[:1]))
   assert int(state.step) == config.train.num_steps
@@ -108,19 +115,29 @@ SAMPLERS_OF = {
   'gan': lambda c: ('generator', 'discriminator_rejection_sampling'),
   'ebm': lambda c: ('langevin', 'mala'),
   'rbm': lambda c: ('block_gibbs',),
+  'autoencoder': lambda c: ('decode_prior',),
+  'vae': lambda c: ('decode_prior',),
+  'vqvae': lambda c: ('decode_prior',),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', TRACED)
-def test_traced_smoke_variant_builds_steps_and_samples(name, tfds_dir):
+def test_traced_smoke_variant_builds_steps_and_samples(name, tfds_dir, pretrained_runs):
+  check_traced_smoke_variant(name, tfds_dir, pretrained_runs)
+
+
+def check_traced_smoke_variant(name, tfds_dir, pretrained_runs):
   """The `:smoke` config validates (setup_lib.build: every field, before compiling), and its
   init, train step and sampler trace with the state's shapes and dtypes kept (jax.eval_shape)."""
   config = _config(name, 'smoke')
   config.data.data_dir = tfds_dir
+  for role, ref in config.pretrained.items():
+    if ref:
+      config.pretrained[role] = pretrained_runs(os.path.basename(ref))
   setup = setup_lib.build(config, mesh=setup_lib.make_mesh(jax.devices()[:1]))
   batch = setup_lib.example_batch(setup)
-  state = jax.eval_shape(setup.objective.init, jax.random.key(0), batch)
+  state = jax.eval_shape(setup.objective.init, *setup_lib.init_args(setup, jax.random.key(0)))
   new_state, metrics = jax.eval_shape(setup.objective.step, state, batch, jax.random.key(1))
   chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
   assert any(k.startswith('loss') and v.shape == () for k, v in metrics.items()), metrics

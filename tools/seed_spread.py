@@ -1,13 +1,18 @@
 """Measures experiments' quality over seeds, and under a change of float rounding.
 
   python tools/seed_spread.py --experiments=gan_ring8,ddpm_ring8 --seeds=0,1,2,3,4 \
-      [--perturb=none,ulp] [--out=runs/seed_spread] [--override=train.num_steps=2000 ...]
+      [--perturb=none,ulp] [--out=runs/seed_spread] [--override=train.num_steps=2000 ...] \
+      [--first_stage_override=train.num_steps=1000 ...]
 
 Each (experiment, seed, perturbation) trains the experiment file's own config with `seed`
 changed, on one CPU device, with one picture and one checkpoint at the end (neither touches the
 training state or the evaluation's samples), and reads its final `W/eval/step_N.json`. Results
 append to `OUT/results.jsonl`; a run already there is not repeated. At the end a markdown table
 gives, per experiment and perturbation, every metric's minimum, median and maximum over seeds.
+
+An experiment that names a pretrained run by its default folder (latent diffusion's
+`pretrained.autoencoder = 'runs/vae_ldm_digits'`) trains that experiment first, with the same
+seed and perturbation and the `--first_stage_override`s, inside its own workdir.
 
 Perturbations change rounding, not the maths:
   none   the run as configured;
@@ -86,8 +91,14 @@ def _set(config, dotted: str, text: str) -> None:
   node[leaf] = value
 
 
-def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> dict:
-  """Trains experiment `name` with `seed` under `perturb` in `workdir`; returns its metrics."""
+def run_one(
+  name: str, seed: int, perturb: str, workdir: str, overrides=(), first_stage_overrides=()
+) -> dict:
+  """Trains experiment `name` with `seed` under `perturb` in `workdir`; returns its metrics.
+
+  An experiment whose config names a pretrained run by its default folder (ldm_digits:
+  pretrained.autoencoder = 'runs/vae_ldm_digits') first gets that experiment trained the same
+  way (same seed and perturbation, `first_stage_overrides`) in `workdir/pretrained_<role>`."""
   import jax
 
   from gen import setup as setup_lib
@@ -101,6 +112,12 @@ def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> d
     key, text = item.split('=', 1)
     _set(config, key, text)
   config.train.sample_every = config.train.ckpt_every = config.train.num_steps
+  for role, ref in config.get('pretrained', {}).items():
+    if ref and not os.path.isabs(ref):  # the experiment's default: train that experiment here
+      sub = os.path.join(workdir, f'pretrained_{role}')
+      if not os.path.isdir(os.path.join(sub, 'checkpoints')):
+        run_one(os.path.basename(ref), seed, perturb, sub, first_stage_overrides)
+      config.pretrained[role] = sub
   mesh = setup_lib.make_mesh(jax.devices()[:1])
   init = setup_lib.init_state
   if perturb == 'ulp':
@@ -119,7 +136,9 @@ def run_one(name: str, seed: int, perturb: str, workdir: str, overrides=()) -> d
     with open(path) as f:
       values = {k: v for k, v in json.load(f).items() if isinstance(v, int | float)}
   section = config.get(config.objective.name, {})
-  if section.get('conditional') and config.data.name == 'digits':
+  if (
+    section.get('conditional') and config.data.name == 'digits' and 'class_agreement' not in values
+  ):
     values['class_agreement'], values['classifier_accuracy'] = class_agreement(config, state, mesh)
   values['wall_s'] = round(wall, 1)
   return values
@@ -159,6 +178,12 @@ def main(argv=None) -> int:
   parser.add_argument('--perturb', default='none', help=f'comma-separated, of {PERTURBATIONS}')
   parser.add_argument('--out', default='runs/seed_spread')
   parser.add_argument('--override', action='append', default=[], help='a.b=v, every run')
+  parser.add_argument(
+    '--first_stage_override',
+    action='append',
+    default=[],
+    help='a.b=v, the pretrained run an experiment names (latent diffusion: its autoencoder)',
+  )
   args = parser.parse_args(argv)
   out = os.path.abspath(os.path.expanduser(args.out))
   os.makedirs(out, exist_ok=True)
@@ -167,6 +192,7 @@ def main(argv=None) -> int:
   if os.path.exists(results):
     with open(results) as f:
       rows = [json.loads(line) for line in f if line.strip()]
+  every = list(args.override) + [f'first_stage:{o}' for o in args.first_stage_override]
   done = {(r['experiment'], r['seed'], r['perturb'], tuple(r['overrides'])) for r in rows}
   names = [n for n in args.experiments.split(',') if n]
   seeds = [int(s) for s in args.seeds.split(',') if s]
@@ -176,19 +202,19 @@ def main(argv=None) -> int:
   for name in names:
     for perturb in perturbs:
       for seed in seeds:
-        if (name, seed, perturb, tuple(args.override)) in done:
+        if (name, seed, perturb, tuple(every)) in done:
           continue
         tag = f'seed{seed}' + ('' if perturb == 'none' else f'-{perturb}')
-        if args.override:  # runs with other overrides get their own workdirs
-          digest = hashlib.sha256('\n'.join(args.override).encode()).hexdigest()[:8]
+        if every:  # runs with other overrides get their own workdirs
+          digest = hashlib.sha256('\n'.join(every).encode()).hexdigest()[:8]
           tag += f'-{digest}'
         workdir = os.path.join(out, name, tag)
-        metrics = run_one(name, seed, perturb, workdir, args.override)
+        metrics = run_one(name, seed, perturb, workdir, args.override, args.first_stage_override)
         row = {
           'experiment': name,
           'seed': seed,
           'perturb': perturb,
-          'overrides': list(args.override),
+          'overrides': every,
           'metrics': metrics,
           'commit': _commit(),
           'date': time.strftime('%Y-%m-%d'),
@@ -197,9 +223,7 @@ def main(argv=None) -> int:
         with open(results, 'a') as f:
           f.write(json.dumps(row) + '\n')
         rows.append(row)
-  wanted = [
-    r for r in rows if r['experiment'] in names and tuple(r['overrides']) == tuple(args.override)
-  ]
+  wanted = [r for r in rows if r['experiment'] in names and tuple(r['overrides']) == tuple(every)]
   print(summary(wanted))
   return 0
 
