@@ -22,6 +22,7 @@ latent diffusion (`config.pretrained.autoencoder`): `encode_latent(params, x)`,
 `decode_latent(params, z)` and `latent_shape`, on another run's EMA parameters.
 """
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -77,7 +78,7 @@ def network_fields(config: ml_collections.ConfigDict, spec, encoder_factor: int 
 
 
 @dataclasses.dataclass(frozen=True)
-class AutoencoderBase:
+class AutoencoderBase(abc.ABC):
   """An encoder/decoder pair trained by a subclass's `step`.
 
   Attributes:
@@ -134,17 +135,17 @@ class AutoencoderBase:
 
   # -- what a subclass defines ----------------------------------------------------------------
 
+  @abc.abstractmethod
   def encode_latent(self, params, x: jax.Array) -> jax.Array:
     """The latent of x [B, ...] that latent diffusion models: [B, *latent_shape]."""
-    raise NotImplementedError
 
   def decode_latent(self, params, z: jax.Array) -> jax.Array:
     """Data [B, *shape] from latents z [B, *latent_shape] (the decoder's mean)."""
     return self.to_data(self.decode(params, z))
 
+  @abc.abstractmethod
   def prior_sample(self, state: state_lib.TrainState, key: jax.Array, num: int) -> jax.Array:
     """[num, *latent_shape] latents from the objective's prior."""
-    raise NotImplementedError
 
   def extra_state(self, params) -> dict[str, Any]:
     """Objective-owned arrays of the step-0 state (besides the picture inputs), given the
