@@ -20,7 +20,7 @@ import chex
 import flax.linen as nn
 
 from gen.errors import ConfigError
-from gen.models.unet import Downsample, ResBlock, Upsample
+from gen.models.unet import Downsample, ResBlock, Upsample, conv
 
 
 def downsampling_factor(ch_mult: Sequence[int]) -> int:
@@ -73,7 +73,7 @@ class ConvEncoder(_ConvLayout):
   @nn.compact
   def __call__(self, x: chex.Array, train: bool = False) -> chex.Array:
     chex.assert_rank(x, 4)
-    h = nn.Conv(self.ch, (3, 3), padding='SAME')(x)
+    h = conv(self.ch)(x)
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
         h = ResBlock(self.ch * mult, self.num_groups, self.dropout)(h, None, train)
@@ -81,7 +81,7 @@ class ConvEncoder(_ConvLayout):
         h = Downsample(self.ch * mult)(h)
     h = ResBlock(self.ch * self.ch_mult[-1], self.num_groups, self.dropout)(h, None, train)
     h = nn.silu(nn.GroupNorm(self.num_groups)(h))
-    return nn.Conv(self.out_channels, (3, 3), padding='SAME')(h)
+    return conv(self.out_channels)(h)
 
 
 class ConvDecoder(_ConvLayout):
@@ -90,7 +90,7 @@ class ConvDecoder(_ConvLayout):
   @nn.compact
   def __call__(self, z: chex.Array, train: bool = False) -> chex.Array:
     chex.assert_rank(z, 4)
-    h = nn.Conv(self.ch * self.ch_mult[-1], (3, 3), padding='SAME')(z)
+    h = conv(self.ch * self.ch_mult[-1])(z)
     h = ResBlock(self.ch * self.ch_mult[-1], self.num_groups, self.dropout)(h, None, train)
     for level in reversed(range(len(self.ch_mult))):
       for _ in range(self.num_res_blocks):
@@ -98,7 +98,7 @@ class ConvDecoder(_ConvLayout):
       if level > 0:
         h = Upsample(self.ch * self.ch_mult[level - 1])(h)
     h = nn.silu(nn.GroupNorm(self.num_groups)(h))
-    return nn.Conv(self.out_channels, (3, 3), padding='SAME')(h)
+    return conv(self.out_channels)(h)
 
 
 class MLPEncoder(nn.Module):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from gen.errors import ConfigError
+from gen.models.conv import conv_general_dilated
 from gen.models.embeddings import conditioning
 
 
@@ -125,10 +126,20 @@ def check_attn_resolutions(
       )
 
 
-def _conv3x3(features: int, zero_init: bool = False) -> nn.Conv:
-  """A 'SAME' 3x3 convolution; zero init makes a residual branch start as the identity."""
+def conv(features: int, kernel: int = 3, stride: int = 1, zero_init: bool = False) -> nn.Conv:
+  """A 'SAME' `nn.Conv` whose kernel gradient is matmuls on the CPU (`gen.models.conv`).
+
+  Zero init makes a residual branch start as the identity.
+  """
   init = nn.initializers.zeros if zero_init else nn.initializers.lecun_normal()
-  return nn.Conv(features, (3, 3), padding='SAME', kernel_init=init)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding='SAME',
+    kernel_init=init,
+    conv_general_dilated=conv_general_dilated,
+  )
 
 
 class ResBlock(nn.Module):
@@ -157,7 +168,7 @@ class ResBlock(nn.Module):
   def __call__(self, x: chex.Array, emb: chex.Array | None, train: bool = False) -> chex.Array:
     chex.assert_rank(x, 4)  # [B, H, W, C]
     h = nn.silu(nn.GroupNorm(self.num_groups)(x))
-    h = _conv3x3(self.features)(h)
+    h = conv(self.features)(h)
     h = nn.GroupNorm(self.num_groups)(h)
     if emb is not None:
       chex.assert_rank(emb, 2)  # [B, E]
@@ -165,9 +176,9 @@ class ResBlock(nn.Module):
       scale, shift = jnp.split(scale_shift, 2, axis=-1)
       h = h * (1 + scale) + shift
     h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
-    h = _conv3x3(self.features, zero_init=True)(h)
+    h = conv(self.features, zero_init=True)(h)
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1))(x)
+      x = conv(self.features, 1)(x)
     return x + h
 
 
@@ -178,7 +189,7 @@ class Downsample(nn.Module):
 
   @nn.compact
   def __call__(self, x: chex.Array) -> chex.Array:
-    return nn.Conv(self.features, (3, 3), strides=(2, 2), padding='SAME')(x)
+    return conv(self.features, 3, stride=2)(x)
 
 
 class Upsample(nn.Module):
@@ -190,7 +201,7 @@ class Upsample(nn.Module):
   def __call__(self, x: chex.Array) -> chex.Array:
     b, h, w, c = x.shape
     x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method='nearest')
-    return _conv3x3(self.features)(x)
+    return conv(self.features)(x)
 
 
 class AttentionBlock(nn.Module):
@@ -326,7 +337,7 @@ class UNet(nn.Module):
     attn_at = set(self.attn_resolutions)
     mid_attention = bool(attn_at) if self.mid_attention is None else self.mid_attention
 
-    h = _conv3x3(self.ch)(x)
+    h = conv(self.ch)(x)
     skips = [h]
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
@@ -354,6 +365,6 @@ class UNet(nn.Module):
     assert not skips, 'every skip activation is consumed exactly once'
 
     h = nn.silu(nn.GroupNorm(self.num_groups)(h))
-    out = _conv3x3(x.shape[-1], zero_init=True)(h).astype(jnp.float32)
+    out = conv(x.shape[-1], zero_init=True)(h).astype(jnp.float32)
     chex.assert_equal_shape([out, x])
     return out

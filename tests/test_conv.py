@@ -1,0 +1,124 @@
+"""gen.models.conv: the CPU kernel gradient equals XLA's and a brute-force sum; nn.Conv keeps its
+parameters; anything but a plain NHWC convolution is passed to lax unchanged."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from gen.models import conv
+
+NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+# (x shape, kernel size, stride, padding): SAME 3x3, stride 2 (Downsample), odd sizes, 1x1,
+# 4x4 stride 2 (the DCGAN discriminator), explicit asymmetric padding, and shapes where
+# matmul_pays chooses the products (16x16 outputs with 64 channels).
+CASES = [
+  ((2, 8, 8, 3), 3, 1, 'SAME'),
+  ((2, 8, 8, 3), 3, 2, 'SAME'),
+  ((3, 9, 7, 4), 3, 2, 'SAME'),
+  ((2, 6, 6, 5), 1, 1, 'SAME'),
+  ((2, 8, 8, 3), 4, 2, 'SAME'),
+  ((2, 7, 6, 3), 3, 1, ((2, 0), (1, 1))),
+  ((2, 16, 16, 64), 3, 1, 'SAME'),
+  ((2, 16, 16, 64), 1, 1, 'SAME'),
+]
+
+
+def _brute_force_kernel_grad(x, dy, k, stride, pads):
+  """dK[i, j, c, o] = sum_{b, h, w} x_pad[b, s h + i, s w + j, c] dy[b, h, w, o] in float64."""
+  x = np.pad(np.asarray(x, np.float64), ((0, 0), *pads, (0, 0)))
+  dy = np.asarray(dy, np.float64)
+  _, ho, wo, _ = dy.shape
+  grad = np.zeros((k, k, x.shape[-1], dy.shape[-1]))
+  for i in range(k):
+    for j in range(k):
+      window = x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+      grad[i, j] = np.einsum('bhwc,bhwo->co', window, dy)
+  return grad
+
+
+@pytest.mark.parametrize('shape, k, stride, padding', CASES)
+def test_kernel_and_input_gradients_equal_xla_and_brute_force(shape, k, stride, padding):
+  x = jax.random.normal(jax.random.key(0), shape)
+  kernel = jax.random.normal(jax.random.key(1), (k, k, shape[-1], max(6, shape[-1]))) / k
+  dn = lax.conv_dimension_numbers(x.shape, kernel.shape, NHWC)
+
+  def loss(fn):
+    return lambda x_, k_: jnp.sum(jnp.sin(fn(x_, k_, (stride,) * 2, padding, dimension_numbers=dn)))
+
+  # Through the custom VJP (matmul_pays picks the products or XLA's), jitted and not.
+  want = jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, kernel)
+  for grad in (jax.grad, lambda f, a: jax.jit(jax.grad(f, a))):
+    got = grad(loss(conv.conv_general_dilated), (0, 1))(x, kernel)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-4)
+
+  # The products themselves, whatever matmul_pays says, against a float64 sum.
+  pads = conv._pads(x.shape, kernel.shape, (stride, stride), padding)
+  y = lax.conv_general_dilated(x, kernel, (stride,) * 2, pads, dimension_numbers=dn)
+  dy = jax.random.normal(jax.random.key(2), y.shape)
+  got = conv.kernel_grad_matmul(x, dy, kernel.shape, (stride, stride), pads)
+  chex.assert_shape(got, kernel.shape)
+  np.testing.assert_allclose(
+    got, _brute_force_kernel_grad(x, dy, k, stride, pads), rtol=1e-4, atol=1e-3
+  )
+
+
+def test_products_taken_where_they_pay_and_equal_xla_there():
+  assert conv.matmul_pays((2, 16, 16, 64), (3, 3, 64, 64))
+  assert conv.matmul_pays((2, 4, 4, 8), (1, 1, 8, 8))
+  assert not conv.matmul_pays((2, 8, 8, 128), (3, 3, 128, 128))
+  assert not conv.matmul_pays((2, 16, 16, 32), (3, 3, 32, 32))
+  x = jax.random.normal(jax.random.key(3), (2, 16, 16, 64))
+  dy = jax.random.normal(jax.random.key(4), (2, 8, 8, 64))
+  pads = ((0, 1), (0, 1))
+  kernel = jnp.zeros((3, 3, 64, 64))
+  chex.assert_trees_all_close(
+    jax.jit(conv.kernel_grad_matmul, static_argnums=(2, 3, 4))(x, dy, kernel.shape, (2, 2), pads),
+    conv._kernel_grad_xla(x, dy, kernel, (2, 2), pads),
+    rtol=1e-5,
+    atol=1e-4,
+  )
+
+
+def test_bfloat16_gradient_keeps_dtype_and_matches_float32():
+  x = jax.random.normal(jax.random.key(5), (2, 16, 16, 64))
+  kernel = jax.random.normal(jax.random.key(6), (1, 1, 64, 64)) / 8
+  dn = lax.conv_dimension_numbers(x.shape, kernel.shape, NHWC)
+  loss = lambda k_, x_: jnp.sum(conv.conv_general_dilated(x_, k_, (1, 1), 'SAME', None, None, dn))
+  k16, x16 = kernel.astype(jnp.bfloat16), x.astype(jnp.bfloat16)
+  g16 = jax.grad(loss)(k16, x16)
+  assert g16.dtype == jnp.bfloat16
+  # Against float32 on the same (rounded) inputs: the products accumulate in float32, so only
+  # the final rounding to bfloat16 (relative 2^-8) remains.
+  g32 = jax.grad(loss)(k16.astype(jnp.float32), x16.astype(jnp.float32))
+  np.testing.assert_allclose(g16.astype(jnp.float32), g32, rtol=1e-2)
+
+
+def test_flax_conv_parameters_outputs_and_gradients_unchanged():
+  plain = nn.Conv(8, (3, 3), strides=(2, 2), padding='SAME')
+  fast = nn.Conv(
+    8, (3, 3), strides=(2, 2), padding='SAME', conv_general_dilated=conv.conv_general_dilated
+  )
+  x = jax.random.normal(jax.random.key(7), (2, 8, 8, 3))
+  params = plain.init(jax.random.key(8), x)
+  chex.assert_trees_all_equal_shapes_and_dtypes(fast.init(jax.random.key(8), x), params)
+  chex.assert_trees_all_close(fast.apply(params, x), plain.apply(params, x), rtol=1e-6)
+  loss = lambda model: lambda p: jnp.sum(model.apply(p, x) ** 2)
+  chex.assert_trees_all_close(
+    jax.grad(loss(fast))(params), jax.grad(loss(plain))(params), rtol=1e-5
+  )
+
+
+def test_other_convolutions_pass_through_to_lax():
+  x = jax.random.normal(jax.random.key(9), (2, 8, 8, 4))
+  kernel = jax.random.normal(jax.random.key(10), (3, 3, 2, 4))
+  dn = lax.conv_dimension_numbers(x.shape, kernel.shape, NHWC)
+  kwargs = dict(rhs_dilation=(2, 2), dimension_numbers=dn, feature_group_count=2)
+  chex.assert_trees_all_close(
+    conv.conv_general_dilated(x, kernel, (1, 1), 'SAME', **kwargs),
+    lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', **kwargs),
+  )
