@@ -16,13 +16,16 @@ NHWC = ('NHWC', 'HWIO', 'NHWC')
 # (x shape, kernel size, stride, padding): SAME 3x3, stride 2 (Downsample), odd sizes, 1x1,
 # 4x4 stride 2 (the DCGAN discriminator), explicit asymmetric padding, and shapes where
 # matmul_pays chooses the products (16x16 outputs with 64 channels).
+# Each case compiles for a few seconds; the fast tier keeps the two U-Net ones that take the
+# products (16x16 outputs, 64 channels; 1x1).
+slow = pytest.mark.slow
 CASES = [
-  ((2, 8, 8, 3), 3, 1, 'SAME'),
-  ((2, 8, 8, 3), 3, 2, 'SAME'),
-  ((3, 9, 7, 4), 3, 2, 'SAME'),
-  ((2, 6, 6, 5), 1, 1, 'SAME'),
-  ((2, 8, 8, 3), 4, 2, 'SAME'),
-  ((2, 7, 6, 3), 3, 1, ((2, 0), (1, 1))),
+  pytest.param((2, 8, 8, 3), 3, 1, 'SAME', marks=slow),
+  pytest.param((2, 8, 8, 3), 3, 2, 'SAME', marks=slow),
+  pytest.param((3, 9, 7, 4), 3, 2, 'SAME', marks=slow),
+  pytest.param((2, 6, 6, 5), 1, 1, 'SAME', marks=slow),
+  pytest.param((2, 8, 8, 3), 4, 2, 'SAME', marks=slow),
+  pytest.param((2, 7, 6, 3), 3, 1, ((2, 0), (1, 1)), marks=slow),
   ((2, 16, 16, 64), 3, 1, 'SAME'),
   ((2, 16, 16, 64), 1, 1, 'SAME'),
 ]
@@ -113,6 +116,7 @@ def test_flax_conv_parameters_outputs_and_gradients_unchanged():
   )
 
 
+@pytest.mark.slow
 def test_other_convolutions_pass_through_to_lax():
   x = jax.random.normal(jax.random.key(9), (2, 8, 8, 4))
   kernel = jax.random.normal(jax.random.key(10), (3, 3, 2, 4))
