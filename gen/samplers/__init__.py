@@ -16,6 +16,12 @@ fields it takes, and where it applies:
   annealed_langevin  NCSN's annealed Langevin dynamics                             (langevin.py)
   dpm_solver_2m/3m   DPM-Solver++ multistep, orders 2 and 3                        (multistep.py)
   unipc, unipc3      UniPC (bh2) predictor-corrector multistep, orders 2 and 3     (multistep.py)
+
+Schedules fitted to the model and data: `optimize_timesteps` (schedule.py) picks the N times of a
+deterministic sampler by minimising its error against a fine solve on calibration noise (Align
+Your Steps, Sabour et al. 2024, with the sampler's own error as the objective); `gaussian_flow`
+(gaussian.py) carries noise through the near-Gaussian start with no network evaluation, given the
+data's mean and covariance (`GaussianStats`).
 """
 
 import dataclasses
@@ -26,7 +32,9 @@ from typing import Any
 from gen.errors import ConfigError
 from gen.samplers import ddpm, langevin, multistep, ode, sde
 from gen.samplers.base import SPACINGS, DenoiseFn, SampleResult, timesteps
+from gen.samplers.gaussian import GaussianStats, gaussian_flow
 from gen.samplers.langevin import langevin_step
+from gen.samplers.schedule import optimize_timesteps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,12 +186,15 @@ __all__ = [
   'SAMPLERS',
   'SPACINGS',
   'DenoiseFn',
+  'GaussianStats',
   'SampleResult',
   'Sampler',
   'allowed_for',
   'check',
   'default_steps',
+  'gaussian_flow',
   'langevin_step',
+  'optimize_timesteps',
   'run',
   'timesteps',
 ]
