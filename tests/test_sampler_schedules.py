@@ -15,6 +15,19 @@ def _rmse(a, b):
   return float(jnp.sqrt(jnp.mean(jnp.square(a - b))))
 
 
+def _best_fixed_spacing(den, process, x, num_steps, target):
+  """The lowest UniPC error to `target` over the fixed logsnr, uniform and karras spacings."""
+  return min(
+    _rmse(
+      samplers.run(
+        'unipc', den, process, x, None, samplers.timesteps(process, num_steps, sp)
+      ).samples,
+      target,
+    )
+    for sp in ('logsnr', 'uniform', 'karras')
+  )
+
+
 def _mixture(seed, dim=8, modes=4):
   means = jax.random.normal(jax.random.key(100 + seed), (modes, dim))
   return GaussianMixture.create(means, 0.1)
@@ -89,15 +102,7 @@ def test_fitted_schedule_beats_fixed_spacings_on_held_out_noise():
     ref = reference_samples(den, process, x_eval)
     ts = samplers.optimize_timesteps(den, process, x_cal, 4, 'unipc')
     fitted = _rmse(samplers.run('unipc', den, process, x_eval, None, ts).samples, ref)
-    fixed = min(
-      _rmse(
-        samplers.run(
-          'unipc', den, process, x_eval, None, samplers.timesteps(process, 4, sp)
-        ).samples,
-        ref,
-      )
-      for sp in ('logsnr', 'uniform', 'karras')
-    )
+    fixed = _best_fixed_spacing(den, process, x_eval, 4, ref)
     print('held-out', seed, fitted, fixed)
     assert fitted < 0.9 * fixed, (seed, fitted, fixed)
 
@@ -121,14 +126,6 @@ def test_gaussian_start_shrinks_the_error_on_gaussian_data():
     ts = samplers.optimize_timesteps(den, process, x_cal, 3, 'unipc', stats=stats)
     x = samplers.gaussian_flow(stats, process, x_eval, process.t_max, ts[0])
     fitted = _rmse(samplers.run('unipc', den, process, x, None, ts).samples, exact)
-    fixed = min(
-      _rmse(
-        samplers.run(
-          'unipc', den, process, x_eval, None, samplers.timesteps(process, 3, sp)
-        ).samples,
-        exact,
-      )
-      for sp in ('logsnr', 'uniform', 'karras')
-    )
+    fixed = _best_fixed_spacing(den, process, x_eval, 3, exact)
     print('gaussian', seed, fitted, fixed)
     assert fitted < 0.25 * fixed, (seed, fitted, fixed)
