@@ -1,5 +1,10 @@
 """gen.models.conv: the CPU kernel gradient equals XLA's and a brute-force sum; nn.Conv keeps its
-parameters; anything but a plain NHWC convolution is passed to lax unchanged."""
+parameters; anything but a plain NHWC convolution is passed to lax unchanged. gen's XLA:CPU
+convolution flag (gen/__init__.py) is in effect and changes no value."""
+
+import os
+import subprocess
+import sys
 
 import chex
 import flax.linen as nn
@@ -9,15 +14,15 @@ import numpy as np
 import pytest
 from jax import lax
 
+import gen
 from gen.models import conv
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 # (x shape, kernel size, stride, padding): SAME 3x3, stride 2 (Downsample), odd sizes, 1x1,
-# 4x4 stride 2 (the DCGAN discriminator), explicit asymmetric padding, and shapes where
-# matmul_pays chooses the products (16x16 outputs with 64 channels).
-# Each case compiles for a few seconds; the fast tier keeps the two U-Net ones that take the
-# products (16x16 outputs, 64 channels; 1x1).
+# 4x4 stride 2 (the DCGAN discriminator), explicit asymmetric padding, and two U-Net shapes.
+# Each case compiles for a few seconds; the fast tier keeps the U-Net 1x1 one, where
+# matmul_pays chooses the products, and the 3x3 one.
 slow = pytest.mark.slow
 CASES = [
   pytest.param((2, 8, 8, 3), 3, 1, 'SAME', marks=slow),
@@ -70,11 +75,10 @@ def test_kernel_and_input_gradients_equal_xla_and_brute_force(shape, k, stride, 
   )
 
 
-def test_products_taken_where_they_pay_and_equal_xla_there():
-  assert conv.matmul_pays((2, 16, 16, 64), (3, 3, 64, 64))
-  assert conv.matmul_pays((2, 4, 4, 8), (1, 1, 8, 8))
-  assert not conv.matmul_pays((2, 8, 8, 128), (3, 3, 128, 128))
-  assert not conv.matmul_pays((2, 16, 16, 32), (3, 3, 32, 32))
+def test_products_taken_for_1x1_kernels_and_equal_xla_for_others():
+  assert conv.matmul_pays((1, 1, 8, 8))
+  assert not conv.matmul_pays((3, 3, 128, 128))
+  assert not conv.matmul_pays((4, 4, 3, 64))
   x = jax.random.normal(jax.random.key(3), (2, 16, 16, 64))
   dy = jax.random.normal(jax.random.key(4), (2, 8, 8, 64))
   pads = ((0, 1), (0, 1))
@@ -126,3 +130,51 @@ def test_other_convolutions_pass_through_to_lax():
     conv.conv_general_dilated(x, kernel, (1, 1), 'SAME', **kwargs),
     lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', **kwargs),
   )
+
+
+YNN_CONVOLUTIONS = {
+  'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
+}
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='an XLA:CPU flag')
+def test_cpu_convolutions_take_eigen_and_equal_ynnpack_and_float64():
+  """gen/__init__.py takes convolutions out of YNNPACK on the CPU. The compiled program shows
+  it; XLA's YNNPACK lowering, asked for per compile, still exists and gives the same values,
+  forward and both gradients, as does a float64 brute-force sum."""
+  assert gen.CPU_CONVOLUTIONS_FLAG in os.environ['XLA_FLAGS']
+  x = jax.random.normal(jax.random.key(11), (2, 16, 16, 32))
+  kernel = jax.random.normal(jax.random.key(12), (3, 3, 32, 32)) / 3
+  dy = jax.random.normal(jax.random.key(13), (2, 16, 16, 32))
+
+  def passes(x_, k_):
+    y, vjp = jax.vjp(
+      lambda a, b: lax.conv_general_dilated(a, b, (1, 1), 'SAME', None, None, NHWC), x_, k_
+    )
+    return (y, *vjp(dy))
+
+  eigen = jax.jit(passes).lower(x, kernel).compile()
+  ynn = jax.jit(passes).lower(x, kernel).compile(compiler_options=YNN_CONVOLUTIONS)
+  assert '__ynn_fusion' not in eigen.as_text() and '__ynn_fusion' in ynn.as_text()
+  got, want = eigen(x, kernel), ynn(x, kernel)
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+    got[2], _brute_force_kernel_grad(x, dy, 3, 1, ((1, 1), (1, 1))), rtol=1e-4, atol=1e-3
+  )
+
+
+def test_cpu_convolutions_flag_leaves_a_users_own_setting():
+  flag = '--xla_cpu_experimental_ynn_fusion_type=individual_convolution'
+  for env, want in (
+    (flag, flag),
+    ('--xla_dump_to=/tmp/x', f'--xla_dump_to=/tmp/x {gen.CPU_CONVOLUTIONS_FLAG}'),
+  ):
+    out = subprocess.run(
+      [sys.executable, '-c', 'import os, gen; print(os.environ["XLA_FLAGS"])'],
+      env={**os.environ, 'XLA_FLAGS': env},
+      capture_output=True,
+      text=True,
+      timeout=60,
+      check=True,
+    )
+    assert out.stdout.strip() == want

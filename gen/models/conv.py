@@ -1,4 +1,4 @@
-"""A 2-D convolution whose kernel gradient XLA:CPU computes as matrix products.
+"""A 2-D convolution whose 1x1 kernel gradient XLA:CPU computes as a matrix product.
 
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` that `flax.linen.Conv`
 takes as its `conv_general_dilated` field, so parameters, initialisers, names and checkpoints
@@ -7,16 +7,14 @@ kernel gradient of an NHWC x HWIO convolution with strides (sh, sw) and explicit
 
     dK[i, j, c, o] = sum_{b, h, w} x_pad[b, sh h + i, sw w + j, c] * dy[b, h, w, o],
 
-is, on the CPU, one matrix product per kernel offset (i, j): the window of the padded input at
-that offset, flattened to [B Ho Wo, C], transposed times dy flattened to [B Ho Wo, O] (a 1x1
-convolution is the single product x^T dy). XLA:CPU lowers the same contraction as a
-convolution whose window is the whole output image, which is slow where the image is large:
-for batch 32 at 32x32 with 64 -> 64 channels it took 5x as long as the nine products here, with
-192 -> 64 channels 6x, and with a 1x1 kernel XLA's was slower still (120x for 192 -> 64 at
-32x32); at 8x8, or with 32 channels, the two were level or XLA's faster, so those keep XLA's
-(`matmul_pays`). Each product reads one shifted copy of the input, so the extra memory is one
-input at a time (an im2col matrix of all nine windows is no faster: building it costs more than
-the products).
+is one matrix product per kernel offset (i, j): the window of the padded input at that offset,
+flattened to [B Ho Wo, C], transposed times dy flattened to [B Ho Wo, O]; for a 1x1 kernel it is
+the single product x^T dy. XLA:CPU lowers the same contraction as a convolution whose window is
+the whole output image. For 1x1 kernels that was 1.5-2x slower than the product even on
+XLA's Eigen path, which gen selects on the CPU (gen/__init__.py), and 20-100x slower on
+YNNPACK's; for 3x3 kernels Eigen's was the faster of the two, so only 1x1 kernels take the
+products (`matmul_pays`). `kernel_grad_matmul` still computes any kernel size (the benchmark
+in benchmarks/conv_kernels.py times it against XLA's).
 
 The choice is made per backend with `jax.lax.platform_dependent`: GPU and TPU keep XLA's own
 kernel gradient, which their compilers are tuned for. Both formulations are the same sum; the
@@ -77,12 +75,11 @@ def kernel_grad_matmul(x, dy, kernel_shape, strides, pads):
   return grad.reshape(kernel_shape).astype(x.dtype)
 
 
-def matmul_pays(dy_shape, kernel_shape) -> bool:
-  """Whether the CPU kernel gradient takes the matrix products: always for a 1x1 kernel; for a
-  larger one where the output has at least 16x16 positions and both channel counts are at least
-  64 (below that XLA's own was as fast or faster in the measurements of the module docstring)."""
-  kh, kw, c, o = kernel_shape
-  return kh * kw == 1 or (dy_shape[1] * dy_shape[2] >= 256 and min(c, o) >= 64)
+def matmul_pays(kernel_shape) -> bool:
+  """Whether the CPU kernel gradient takes the matrix products: for 1x1 kernels only (module
+  docstring)."""
+  kh, kw, _, _ = kernel_shape
+  return kh * kw == 1
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -98,7 +95,7 @@ def _conv_nhwc_bwd(strides, pads, residuals, dy):
   x, kernel = residuals
   _, vjp_x = jax.vjp(lambda x_: _conv(x_, kernel, strides, pads), x)
   (dx,) = vjp_x(dy)
-  if not matmul_pays(dy.shape, kernel.shape):
+  if not matmul_pays(kernel.shape):
     return dx, _kernel_grad_xla(x, dy, kernel, strides, pads)
   dk = lax.platform_dependent(
     x,
