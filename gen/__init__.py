@@ -7,6 +7,15 @@ import os as _os
 # XLA's flag that lists the operations XLA:CPU hands to YNNPACK; `-individual_convolution`
 # takes convolutions out of its default set, so XLA:CPU lowers them through Eigen instead.
 CPU_CONVOLUTIONS_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
+# jaxlib 0.10's default of that flag, as per-compile options (the compiled programs are the
+# same): on the Eigen path a convolution's rounding can depend on the process's CPU device count
+# (its thread pool), on YNNPACK's it does not, so the evaluation's feature networks compile
+# with these (gen.metrics.features.jit) and give the same bits in any process.
+REFERENCE_CPU_COMPILER_OPTIONS = {
+  'xla_cpu_experimental_ynn_fusion_type': ','.join(
+    f'LIBRARY_FUSION_TYPE_{kind}' for kind in ('REDUCE', 'INDIVIDUAL_DOT', 'INDIVIDUAL_CONVOLUTION')
+  )
+}
 
 
 def _quiet_backend_probe() -> None:

@@ -178,3 +178,38 @@ def test_cpu_convolutions_flag_leaves_a_users_own_setting():
       check=True,
     )
     assert out.stdout.strip() == want
+
+
+_CLASSIFIER_STEPS = """
+import sys
+import jax
+if sys.argv[1] == '8':
+  jax.config.update('jax_num_cpu_devices', 8)
+from gen.metrics import digits_classifier as dc
+params, _ = dc.train_classifier(dict(dc.RECIPE, steps=20))
+print(len(jax.devices()), dc.params_checksum(params))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='an XLA:CPU flag')
+def test_feature_networks_give_the_same_bits_in_1_and_8_device_processes():
+  """On XLA:CPU's Eigen path the digits classifier's 1-channel convolution rounds differently
+  with 8 CPU devices than with 1; the feature networks compile with
+  gen.REFERENCE_CPU_COMPILER_OPTIONS (jaxlib's default YNNPACK set), where it does not, and the
+  result equals that of a process whose XLA_FLAGS keep jaxlib's default."""
+  runs = {}
+  for devices, flags in (('1', ''), ('8', ''), ('1', '+individual_convolution')):
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    env['XLA_FLAGS'] = f'--xla_cpu_experimental_ynn_fusion_type={flags}' if flags else ''
+    out = subprocess.run(
+      [sys.executable, '-c', _CLASSIFIER_STEPS, devices],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=240,
+      check=True,
+    )
+    runs[(devices, flags)] = out.stdout.split()
+  assert runs[('1', '')][0] == '1' and runs[('8', '')][0] == '8'
+  assert len({checksum for _, checksum in runs.values()}) == 1, runs

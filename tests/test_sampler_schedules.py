@@ -129,3 +129,51 @@ def test_gaussian_start_shrinks_the_error_on_gaussian_data():
     fixed = _best_fixed_spacing(den, process, x_eval, 3, exact)
     print('gaussian', seed, fitted, fixed)
     assert fitted < 0.25 * fixed, (seed, fitted, fixed)
+
+
+def _ddim_smoke(config, **sample):
+  for k, v in {'sampler': 'ddim', 'num_steps': 6, 'spacing': 'quadratic', **sample}.items():
+    config.diffusion.sample[k] = v
+  return config
+
+
+@pytest.mark.slow
+def test_explicit_timesteps_sample_as_the_same_spacing(smoke_config):
+  """`diffusion.sample.timesteps` (e.g. a fitted schedule) replaces num_steps and spacing: the
+  times of a spacing, written out, draw the same samples."""
+  from conftest import ONE_DEVICE
+
+  from gen import setup as setup_lib
+
+  spaced = setup_lib.build(_ddim_smoke(smoke_config), ONE_DEVICE)
+  state = setup_lib.init_state(spaced)
+  ts = np.asarray(spaced.objective.sample_timesteps())
+  explicit_config = _ddim_smoke(smoke_config, spacing='uniform')
+  explicit_config.diffusion.sample.timesteps = ','.join(str(int(t)) for t in ts)
+  explicit = setup_lib.build(explicit_config, ONE_DEVICE)
+  chex.assert_trees_all_equal(explicit.objective.sample_timesteps(), ts)
+  assert explicit.objective.sample_protocol()['timesteps'] == [float(t) for t in ts]
+  key = jax.random.key(0)
+  chex.assert_trees_all_equal(
+    explicit.objective.sample(state, key, 16).x, spaced.objective.sample(state, key, 16).x
+  )
+
+
+def test_malformed_explicit_timesteps_fail_in_one_line(smoke_config):
+  from conftest import ONE_DEVICE
+
+  from gen import setup as setup_lib
+  from gen.errors import ConfigError
+
+  t_max = smoke_config.diffusion.num_timesteps - 1
+  for bad, why in (
+    (f'{t_max},x', 'comma-separated numbers'),
+    (f'{t_max},20.5,0', 'integer steps'),
+    (f'{t_max},10,20', 'strictly descending'),
+    ('20,10', f'start at t_max={t_max}'),
+    (f'{t_max},-1', 'stay >= t_min=0'),
+  ):
+    smoke_config.diffusion.sample.timesteps = bad
+    with pytest.raises(ConfigError, match='diffusion.sample.timesteps') as err:
+      setup_lib.build(smoke_config, ONE_DEVICE)
+    assert why in str(err.value) and '\n' not in str(err.value)

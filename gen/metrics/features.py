@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+import gen
 from gen.errors import ConfigError
 
 
@@ -131,6 +132,16 @@ def load(name: str, spec, data_dir: str) -> FeatureNet:
   return FEATURE_NETS[resolve(name, spec)](spec, data_dir)
 
 
+def jit(fn, **kwargs):
+  """`jax.jit` for a feature network: on the CPU it compiles with XLA's default YNNPACK
+  convolutions (gen.REFERENCE_CPU_COMPILER_OPTIONS), whose rounding does not depend on the
+  process's device count, so features, reference statistics and the digits classifier's
+  training come out bit for bit the same in a 1-device and an 8-device process."""
+  if jax.default_backend() == 'cpu':
+    kwargs['compiler_options'] = gen.REFERENCE_CPU_COMPILER_OPTIONS
+  return jax.jit(fn, **kwargs)
+
+
 def extract(net: FeatureNet, x: np.ndarray, mesh: Mesh | None = None, batch_size: int = 500):
   """Features (and logits) of data-space examples x [N, ...], in batches over `mesh`'s 'data'
   axis (rows padded to a whole batch, the padding dropped). Returns float32 numpy arrays."""
@@ -139,10 +150,10 @@ def extract(net: FeatureNet, x: np.ndarray, mesh: Mesh | None = None, batch_size
   devices = mesh.size if mesh is not None else 1
   batch = max(devices, min(batch_size, n) // devices * devices)
   if mesh is None:
-    fn = jax.jit(net.fn)
+    fn = jit(net.fn)
   else:
     sharding = NamedSharding(mesh, P('data'))
-    fn = jax.jit(net.fn, in_shardings=sharding, out_shardings=sharding)
+    fn = jit(net.fn, in_shardings=sharding, out_shardings=sharding)
   outputs: dict[str, list[np.ndarray]] = {}
   for start in range(0, n, batch):
     chunk = x[start : start + batch]

@@ -56,6 +56,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gen.metrics.features import jit
+
 __all__ = [
   'FEATURE_DIM',
   'INPUT_SIZE',
@@ -401,11 +403,11 @@ def make_feature_fn(
   """
   fn = functools.partial(features, precision=precision)
   if mesh is None:
-    jitted = jax.jit(fn)
+    jitted = jit(fn)
     params = jax.device_put(params)
   else:
     replicated = NamedSharding(mesh, P())
     batch = NamedSharding(mesh, P(batch_axis))
-    jitted = jax.jit(fn, in_shardings=(replicated, batch), out_shardings=batch)
+    jitted = jit(fn, in_shardings=(replicated, batch), out_shardings=batch)
     params = jax.device_put(params, replicated)
   return lambda images: jitted(params, images)

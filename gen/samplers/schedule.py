@@ -94,7 +94,9 @@ def optimize_timesteps(
 
   See the module docstring for the objective and the search. The result is a schedule in the
   form `timesteps` returns; run it with `samplers.run(sampler, denoise_fn, process, x, key, ts)`,
-  after `gaussian_flow(stats, process, x, process.t_max, ts[0])` when fitted with `stats`.
+  after `gaussian_flow(stats, process, x, process.t_max, ts[0])` when fitted with `stats`. A
+  schedule fitted without `stats` also goes into a diffusion run's config:
+  `--config.diffusion.sample.timesteps=` followed by the times joined with commas.
 
   Args:
     denoise_fn: the model, `(x, t) -> (x0_hat, eps_hat)`.

@@ -25,6 +25,7 @@ objective runs in that run's latent space: latent diffusion (gen.objectives.diff
 """
 
 import dataclasses
+import math
 
 import ml_collections
 
@@ -120,6 +121,9 @@ def default_config() -> ml_collections.ConfigDict:
   s.num_steps = 0  # N model times; 0: the sampler's default (all T for ddpm)
   s.spacing = 'uniform'  # uniform | quadratic | trailing | karras | logsnr (gen.samplers.timesteps)
   s.rho = 7.0  # Karras et al.'s exponent for spacing='karras'
+  # Explicit model times, comma-separated and descending from t_max (discrete: integer steps),
+  # e.g. a schedule fitted by gen.samplers.optimize_timesteps; '' = num_steps and spacing.
+  s.timesteps = ''
   s.variance = 'beta'  # ddpm: beta (Ho et al.'s CIFAR-10 choice) | beta_tilde
   s.eta = 0.0  # ddim: 0 deterministic ... 1 = ddpm with beta_tilde
   s.rtol = 1e-5  # dopri5 tolerances (score_sde's RK45 uses 1e-5)
@@ -180,6 +184,7 @@ def _check(d: ml_collections.ConfigDict, spec, process) -> None:
       'has alpha = 0 at t = 1 and sigma = 0 at t = 0: choose one of '
       f'{list(samplers.SPACINGS[:4])}'
     )
+  explicit_timesteps(smp.timesteps, process)
   lik = d.likelihood
   _choice('diffusion.likelihood.trace', lik.trace, ('auto', 'exact', 'hutchinson'))
   if not (lik.rtol > 0 and lik.atol > 0):
@@ -188,6 +193,30 @@ def _check(d: ml_collections.ConfigDict, spec, process) -> None:
     raise ConfigError(f'diffusion.conditional=True but data.name={spec.name!r} has no labels')
   if not 0 <= d.label_dropout < 1:
     raise ConfigError(f'diffusion.label_dropout must be in [0, 1), got {d.label_dropout}')
+
+
+def explicit_timesteps(text: str, process) -> tuple[float, ...]:
+  """The times of `diffusion.sample.timesteps` ('' -> ()), checked: numbers, strictly
+  descending, the first t_max and the rest within [t_min, t_max], integers for a discrete
+  process."""
+  field = 'diffusion.sample.timesteps'
+  if not str(text).strip():
+    return ()
+  try:
+    ts = tuple(float(v) for v in str(text).split(','))
+  except ValueError:
+    raise ConfigError(f'{field}={text!r} must be comma-separated numbers') from None
+  lo, hi = process.t_min, process.t_max
+  if process.is_discrete and any(t != int(t) for t in ts):
+    raise ConfigError(f'{field}={text!r} must be integer steps for a discrete process')
+  if any(b >= a for a, b in zip(ts, ts[1:], strict=False)):
+    raise ConfigError(f'{field}={text!r} must be strictly descending')
+  if not math.isclose(ts[0], hi, rel_tol=1e-6) or ts[-1] < lo:
+    raise ConfigError(
+      f'{field}={text!r} must start at t_max={hi} (sampling starts from the prior there) and '
+      f'stay >= t_min={lo}'
+    )
+  return ts
 
 
 def from_config(config: ml_collections.ConfigDict, spec, pretrained=None):
@@ -259,6 +288,7 @@ def _diffusion(config: ml_collections.ConfigDict, spec) -> Diffusion:
     num_steps=smp.num_steps or samplers.default_steps(smp.sampler, process),
     spacing=smp.spacing,
     rho=smp.rho,
+    timesteps=explicit_timesteps(smp.timesteps, process),
     sampler_options={k: smp[k] for k in samplers.SAMPLERS[smp.sampler].options},
     guidance_scale=smp.guidance_scale,
     use_ema=config.sample.use_ema,

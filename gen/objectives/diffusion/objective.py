@@ -47,6 +47,8 @@ class Diffusion:
     min_snr_gamma: gamma of the 'min_snr' weighting.
     sampler, num_steps, spacing, rho: how `sample` integrates (gen.samplers.SAMPLERS; N model
       times from `gen.samplers.timesteps(process, num_steps, spacing, rho)`).
+    timesteps: explicit model times that replace num_steps and spacing (e.g. fitted by
+      `gen.samplers.optimize_timesteps`); () = none.
     sampler_options: the sampler's own `config.diffusion.sample` fields (eta, variance, snr, ...).
     guidance_scale: classifier-free guidance w at sampling.
     use_ema: sample from the EMA parameters.
@@ -78,6 +80,7 @@ class Diffusion:
   num_steps: int = 1000
   spacing: str = 'uniform'
   rho: float = 7.0
+  timesteps: tuple[float, ...] = ()
   sampler_options: dict = dataclasses.field(default_factory=dict)
   guidance_scale: float = 1.0
   use_ema: bool = True
@@ -208,7 +211,7 @@ class Diffusion:
       labels = jnp.arange(num, dtype=jnp.int32) % self.num_classes
     denoise = self.denoise_fn(params, labels if self.num_classes else None, self.guidance_scale)
     x_init = self.process.prior_std * jax.random.normal(key_init, (num, *self.shape))
-    ts = samplers.timesteps(self.process, self.num_steps, self.spacing, self.rho)
+    ts = self.sample_timesteps()
     result = samplers.run(
       self.sampler,
       denoise,
@@ -221,6 +224,13 @@ class Diffusion:
     )
     return result, x_init, labels if self.num_classes else None
 
+  def sample_timesteps(self) -> jax.Array:
+    """The sampler's model times: `timesteps` if given, else num_steps by `spacing`."""
+    if self.timesteps:
+      dtype = jnp.int32 if self.process.is_discrete else jnp.float32
+      return jnp.asarray(self.timesteps, dtype)
+    return samplers.timesteps(self.process, self.num_steps, self.spacing, self.rho)
+
   def sample_protocol(self) -> dict[str, Any]:
     """How `sample` draws, for the eval JSON's protocol: the sampler and its settings."""
     out = {
@@ -230,7 +240,9 @@ class Diffusion:
       **self.sampler_options,
       'use_ema': self.use_ema,
     }
-    if self.spacing == 'karras':
+    if self.timesteps:
+      out.update(num_steps=len(self.timesteps), spacing='explicit', timesteps=list(self.timesteps))
+    elif self.spacing == 'karras':
       out['rho'] = self.rho
     if self.num_classes:
       out['guidance_scale'] = self.guidance_scale
