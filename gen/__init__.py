@@ -29,14 +29,15 @@ def _eigen_convolutions_on_cpu() -> None:
   """Appends CPU_CONVOLUTIONS_FLAG to $XLA_FLAGS, unless $XLA_FLAGS already sets that XLA flag.
 
   In jaxlib 0.10, XLA:CPU runs convolutions through YNNPACK. On x86 its kernel (filter)
-  gradient ran at a tenth of Eigen's rate, and its forward pass and input gradient at about
-  half of torch's; through Eigen all three run at torch's rate (benchmarks/conv_kernels.py,
-  experiments/RESULTS.md). The flag changes the CPU only; GPU and TPU compiles ignore it. Dots
-  and other fusions keep YNNPACK. XLA reads $XLA_FLAGS once, when the first JAX backend
-  starts, so the flag takes effect where gen is imported before any JAX computation (as in
-  `python -m gen.main`, the tests and the benchmarks). To keep YNNPACK's convolutions, set the
-  flag yourself: `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution`
-  keeps XLA's default set.
+  gradient ran at a quarter to a twelfth of Eigen's rate, and its forward pass and input
+  gradient at about half of torch's; through Eigen all three run at about torch's rate
+  (benchmarks/conv_kernels.py, experiments/RESULTS.md). The flag changes the CPU only; GPU
+  and TPU compiles ignore it. Dots and other fusions keep YNNPACK. XLA reads $XLA_FLAGS once,
+  when the first JAX backend starts, so the flag takes effect where gen is imported before any
+  JAX computation (as in `python -m gen.main`, the tests and the benchmarks). To keep
+  YNNPACK's convolutions, set the flag yourself:
+  `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution` keeps XLA's
+  default set.
   """
   try:
     major, minor = (int(v) for v in _metadata.version('jaxlib').split('.')[:2])

@@ -10,7 +10,7 @@ kernel gradient of an NHWC x HWIO convolution with strides (sh, sw) and explicit
 is one matrix product per kernel offset (i, j): the window of the padded input at that offset,
 flattened to [B Ho Wo, C], transposed times dy flattened to [B Ho Wo, O]; for a 1x1 kernel it is
 the single product x^T dy. XLA:CPU lowers the same contraction as a convolution whose window is
-the whole output image. For 1x1 kernels that was 1.5-2x slower than the product even on
+the whole output image. For 1x1 kernels that was 1.5-2.2x slower than the product even on
 XLA's Eigen path, which gen selects on the CPU (gen/__init__.py), and 20-100x slower on
 YNNPACK's; for 3x3 kernels Eigen's was the faster of the two, so only 1x1 kernels take the
 products (`matmul_pays`). `kernel_grad_matmul` still computes any kernel size (the benchmark
