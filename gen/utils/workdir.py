@@ -112,6 +112,7 @@ ADDED_FIELDS = {
   'train.ema_warmup': 0.0,  # 2026-12-03: the EMA warm-up (before: none)
   'eval.fd_infinity': False,  # 2026-12-03
   'diffusion.latent_scale': 0.0,  # 2026-12-04: latent diffusion (a diffusion run's only kind)
+  'diffusion.sample.timesteps': '',  # 2026-12-06: explicit model times (before: num_steps, spacing)
 }
 
 
