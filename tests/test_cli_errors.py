@@ -252,7 +252,7 @@ def test_fields_that_only_steer_training_never_block(tmp_path):
   assert workdir_lib.config_to_dict(restored) == workdir_lib.config_to_dict(saved)
 
 
-@pytest.mark.slow  # one process per command: 18-117 s on 2 cores
+@pytest.mark.slow  # three processes of the CLI
 @pytest.mark.timeout(300)
 def test_each_command_help_lists_its_own_flags_and_no_tpu_probe_line():
   """`gen train --help` (the console script, whose main module defines no flags) lists

@@ -154,7 +154,8 @@ def load_or_compute(dataset, split, net, data_dir, mesh=None) -> Reference:
 def make_stats(dataset, split, feature_name, data_dir, overwrite=False, mesh=None) -> str:
   """`gen stats`: computes and stores a split's statistics; returns the npz path."""
   spec = data_lib.get_spec(dataset, data_dir)
-  net = features_lib.load(feature_name, spec, data_dir)
+  split_size(dataset, split, data_dir)  # an unknown split fails here, before a feature network
+  net = features_lib.load(feature_name, spec, data_dir)  # may train the digits classifier
   npz, meta = paths(data_dir, dataset, split, net.name)
   if not overwrite:
     ref = load(dataset, split, net, data_dir)  # refuses a stale recipe
