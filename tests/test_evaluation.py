@@ -54,6 +54,36 @@ def _digits_config(data_dir):
   return c
 
 
+_TRAIN_ONCE = """
+import os, sys, time
+import numpy as np
+from gen.metrics import digits_classifier as dc
+
+def fake_train():  # counts its calls and stays inside the lock long enough to overlap
+  with open(os.path.join(sys.argv[1], f'trained.{os.getpid()}'), 'w'):
+    pass
+  time.sleep(4.0)
+  return {'dense': {'kernel': np.ones((2, 3), np.float32)}}, 0.99
+
+dc.train_classifier = fake_train
+open(os.path.join(sys.argv[1], f'ready.{os.getpid()}'), 'w').close()
+params, info = dc.load_or_train(sys.argv[1])
+assert info['test_accuracy'] == 0.99 and float(params['dense']['kernel'].sum()) == 6.0
+"""
+
+
+@pytest.mark.timeout(120)
+def test_processes_sharing_a_cache_train_the_classifier_once(tmp_path):
+  env = {**os.environ, 'GEN_CACHE_DIR': str(tmp_path), 'JAX_PLATFORMS': 'cpu'}
+  procs = [
+    subprocess.Popen([sys.executable, '-c', _TRAIN_ONCE, str(tmp_path)], cwd=REPO, env=env)
+    for _ in range(3)
+  ]
+  assert [p.wait(timeout=100) for p in procs] == [0, 0, 0]
+  assert len(list(tmp_path.glob('ready.*'))) == 3
+  assert len(list(tmp_path.glob('trained.*'))) == 1  # the other two read its cache
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_digits_classifier_reaches_97_percent_and_is_cached(data_dir):

@@ -23,6 +23,8 @@ samples and data alike (`preprocess`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -146,39 +148,70 @@ def params_checksum(params: dict) -> str:
   return h.hexdigest()
 
 
+def _read_cache(params_path: str, info_path: str) -> tuple[dict, dict] | None:
+  """The cached (params, info) when both files exist, hold RECIPE and match their checksum."""
+  if not (os.path.exists(params_path) and os.path.exists(info_path)):
+    return None
+  with open(info_path) as f:
+    info = json.load(f)
+  if info.get('recipe') != RECIPE:
+    logging.info('the cached digits classifier has another recipe: retraining it')
+    return None
+  with np.load(params_path) as z:
+    params = _unflat(dict(z))
+  if params_checksum(params) != info['sha256']:
+    logging.warning('%s does not match its checksum: retraining the classifier', params_path)
+    return None
+  return params, info
+
+
+@contextlib.contextmanager
+def _exclusive(folder: str):
+  """Holds an exclusive lock on `folder`/.lock: one process trains the classifier while the
+  others wait for it and then read its cache (instead of all of them training it at once)."""
+  os.makedirs(folder, exist_ok=True)
+  with open(os.path.join(folder, '.lock'), 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load_or_train(data_dir: str) -> tuple[dict, dict]:
   """The cached classifier of `data_dir` (trained and cached first when missing or stale).
+
+  Processes that share the cache folder train it once: the first holds a file lock while it
+  trains, and the others wait for the lock and read what it cached.
 
   Returns:
     (params, info): info holds the recipe, test_accuracy and sha256.
   """
   folder = os.path.join(os.environ.get('GEN_CACHE_DIR') or data_dir, CACHE_DIR)
   params_path, info_path = os.path.join(folder, 'params.npz'), os.path.join(folder, 'info.json')
-  if os.path.exists(params_path) and os.path.exists(info_path):
-    with open(info_path) as f:
-      info = json.load(f)
-    if info.get('recipe') == RECIPE:
-      with np.load(params_path) as z:
-        params = _unflat(dict(z))
-      if params_checksum(params) == info['sha256']:
-        return params, info
-      logging.warning('%s does not match its checksum: retraining the classifier', params_path)
-    else:
-      logging.info('the cached digits classifier has another recipe: retraining it')
-  logging.info('training the digits classifier (cached in %s)', folder)
-  params, accuracy = train_classifier()
-  if accuracy < MIN_TEST_ACCURACY:
-    raise RuntimeError(
-      f'the digits classifier reached {accuracy:.3f} test accuracy, below {MIN_TEST_ACCURACY}'
-    )
-  info = {'recipe': RECIPE, 'test_accuracy': accuracy, 'sha256': params_checksum(params)}
-  os.makedirs(folder, exist_ok=True)
-  buffer = io.BytesIO()
-  np.savez(buffer, **_flat(params))
-  for path, payload in ((params_path, buffer.getvalue()), (info_path, json.dumps(info, indent=2))):
-    tmp = f'{path}.{os.getpid()}.tmp'  # two processes may build the same cache at once
-    with open(tmp, 'wb' if isinstance(payload, bytes) else 'w') as f:
-      f.write(payload)
-    os.replace(tmp, path)
-  logging.info('digits classifier: test accuracy %.4f', accuracy)
+  cached = _read_cache(params_path, info_path)  # the common case takes no lock
+  if cached is not None:
+    return cached
+  with _exclusive(folder):
+    cached = _read_cache(params_path, info_path)  # trained by another process meanwhile
+    if cached is not None:
+      return cached
+    logging.info('training the digits classifier (cached in %s)', folder)
+    params, accuracy = train_classifier()
+    if accuracy < MIN_TEST_ACCURACY:
+      raise RuntimeError(
+        f'the digits classifier reached {accuracy:.3f} test accuracy, below {MIN_TEST_ACCURACY}'
+      )
+    info = {'recipe': RECIPE, 'test_accuracy': accuracy, 'sha256': params_checksum(params)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **_flat(params))
+    for path, payload in (
+      (params_path, buffer.getvalue()),
+      (info_path, json.dumps(info, indent=2)),
+    ):
+      tmp = f'{path}.{os.getpid()}.tmp'  # a reader without the lock sees whole files only
+      with open(tmp, 'wb' if isinstance(payload, bytes) else 'w') as f:
+        f.write(payload)
+      os.replace(tmp, path)
+    logging.info('digits classifier: test accuracy %.4f', accuracy)
   return _unflat(_flat(params)), info
