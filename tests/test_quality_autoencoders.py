@@ -1,9 +1,9 @@
-"""Seeded quality bars of the autoencoder family and of latent diffusion on digits (slow: 1.5-7
-minutes each on a 2-core CPU).
+"""Seeded quality bars of the autoencoder family and of latent diffusion on digits (slow: minutes
+each on a 2-core CPU).
 
 The suite runs the latent-diffusion bar, which trains a VAE and a denoiser on its latents. The
-VAE's and the VQ-VAE's own bars are opt-in (GEN_EXTENDED_QUALITY=1): together they took
-11.6 minutes of the full suite on a 2-core CPU, over its 30-minute budget.
+VAE's and the VQ-VAE's own bars are opt-in (GEN_EXTENDED_QUALITY=1), for the suite's time budget
+(their cost is in experiments/RESULTS.md).
 
 The VAE and VQ-VAE train their experiment files shortened to 1,500 steps through
 tools/seed_spread.run_one (the function that measured the spreads over seeds in
@@ -18,11 +18,11 @@ import pytest
 from tools.seed_spread import run_one
 
 SEED = int(os.environ.get('GEN_QUALITY_SEED', '0'))
+PERTURB = os.environ.get('GEN_QUALITY_PERTURB', 'none')
 EXTENDED = pytest.mark.skipif(
   os.environ.get('GEN_EXTENDED_QUALITY') != '1',
-  reason='opt-in quality bar: GEN_EXTENDED_QUALITY=1 runs it (5-6 min on 2 CPU cores)',
+  reason='opt-in quality bar: GEN_EXTENDED_QUALITY=1 runs it',
 )
-PERTURB = os.environ.get('GEN_QUALITY_PERTURB', 'none')
 
 VAE_OVERRIDES = (
   'train.num_steps=1500',
