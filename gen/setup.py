@@ -21,6 +21,7 @@ from gen.errors import ConfigError
 from gen.metrics import evaluation
 from gen.state import TrainState
 from gen.utils import checkpoint as ckpt_lib
+from gen.utils import once
 from gen.utils import workdir as workdir_lib
 
 ON_NONFINITE = ('stop', 'skip_step', 'rollback')  # train.on_nonfinite
@@ -188,21 +189,14 @@ def init_args(setup: Setup, rng: jax.Array) -> tuple:
   return args + ({r: p.params for r, p in setup.pretrained.items()},) if setup.pretrained else args
 
 
-# XLA:CPU options for a program that runs once. At LLVM -O1 the initialiser of a U-Net compiles
-# in a quarter of the -O3 time, and the step-0 state is the same up to float rounding (a few
-# ulp in a spectrally normalised discriminator's kernel; tests/test_setup.py). The train step,
-# run thousands of times, keeps XLA's default. GPU and TPU compiles take no options.
-_RUN_ONCE_CPU_OPTIONS = {'xla_backend_optimization_level': 1}
-
-
 def init_state(setup: Setup) -> TrainState:
-  """The step-0 state, replicated over the mesh (compiled with `_RUN_ONCE_CPU_OPTIONS` on
-  CPU)."""
-  init = jax.jit(setup.objective.init, out_shardings=setup.replicated)
+  """The step-0 state, replicated over the mesh (compiled as a program that runs once:
+  gen.utils.once)."""
   args = init_args(setup, jax.random.key(setup.config.seed))
-  cpu = setup.mesh.devices.flat[0].platform == 'cpu'
-  options = _RUN_ONCE_CPU_OPTIONS if cpu else None
-  return init.lower(*args).compile(compiler_options=options)(*args)
+  platform = setup.mesh.devices.flat[0].platform
+  return once.call_once(
+    setup.objective.init, *args, platform=platform, out_shardings=setup.replicated
+  )
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:

@@ -100,7 +100,9 @@ def test_latent_diffusion_scales_encodes_and_decodes_with_the_frozen_autoencoder
   pictures = jax.jit(objective.pictures)(new, jax.random.key(4))
   chex.assert_shape(pictures['trajectory'], (8, 8, 8, 8, 1))
   # a scale set in advance (diffusion.latent_scale > 0 puts it in the step-0 state) is kept
-  fixed = state.replace(extra={**state.extra, 'latent_scale': jnp.float32(0.5)})
+  # (placed like the state's scale, so that `step` runs its compiled program again)
+  half = jax.device_put(jnp.float32(0.5), state.extra['latent_scale'].sharding)
+  fixed = state.replace(extra={**state.extra, 'latent_scale': half})
   kept, metrics = step(fixed, batch, jax.random.key(5))
   assert float(kept.extra['latent_scale']) == 0.5 == float(metrics['latent_scale'])
   built = setup_lib.build(_ldm_config(vae_run, tfds_dir, latent_scale=0.5), ONE_DEVICE)

@@ -56,7 +56,9 @@ def test_short_run_evaluates_its_ema_at_least_as_well_as_its_raw_weights(tmp_pat
 
   seed = int(os.environ.get('GEN_QUALITY_SEED', '0'))
   perturb = os.environ.get('GEN_QUALITY_PERTURB', 'none')
-  ema = run_one('ddpm_ring8', seed, perturb, str(tmp_path / 'run'), ('train.num_steps=2000',))
+  # sample.num=16: the end-of-run picture draws 16 points, not 2,000 (the eval draws its own)
+  overrides = ('train.num_steps=2000', 'sample.num=16')
+  ema = run_one('ddpm_ring8', seed, perturb, str(tmp_path / 'run'), overrides)
   config = workdir_lib.read_config(str(tmp_path / 'run'))
   config.sample.use_ema = False
   raw = modes.evaluate(

@@ -1,4 +1,4 @@
-"""gen.setup's compiled pieces: the step-0 state."""
+"""The step-0 state, compiled as a program that runs once (gen.utils.once)."""
 
 import importlib
 
@@ -14,7 +14,7 @@ from tests.conftest import ONE_DEVICE
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['ddpm_digits', 'dcgan_digits', 'sngan_digits'])
 def test_init_compiled_for_one_run_matches_the_default_compile_to_rounding(name, tmp_path):
-  """init_state compiles the initialiser with _RUN_ONCE_CPU_OPTIONS (LLVM -O1 on CPU). The
+  """init_state compiles the initialiser with RUN_ONCE_CPU_OPTIONS (LLVM -O1 on CPU). The
   step-0 state (parameters, optimizer state, EMA) is the default compile's up to float rounding:
   integers equal, floats at most 4 ulp apart (here the U-Net's and the DCGAN's are equal, and
   one SN-GAN discriminator kernel rounds up to 2 ulp apart)."""

@@ -57,6 +57,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gen.metrics.features import jit
+from gen.utils import once
 
 __all__ = [
   'FEATURE_DIM',
@@ -326,7 +327,7 @@ class InceptionV3(nn.Module):
 def init_params(rng: jax.Array) -> dict:
   """Random parameters (He-normal kernels, identity batch norm): for tests, not for FID."""
   x = jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
-  return jax.jit(InceptionV3().init)(rng, x)['params']
+  return once.call_once(InceptionV3().init, rng, x)['params']
 
 
 # ---------------------------------------------------------------------------------------------
