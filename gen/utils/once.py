@@ -1,8 +1,8 @@
 """Compiling a program that runs once (an initialiser): XLA:CPU at LLVM -O1.
 
 An initialiser runs once per run, so its compile is all of its cost. At
-`xla_backend_optimization_level=1` the digits U-Net's initialiser compiles in a quarter of the
-default (-O3) time and InceptionV3's in ~60% of it, with the same values up to float rounding
+`xla_backend_optimization_level=1` a U-Net's or InceptionV3's initialiser compiles in a fraction
+of the default (-O3) time (experiments/RESULTS.md), with the same values up to float rounding
 (tests/test_setup.py). The options are passed to this one compile, on CPU only: GPU and TPU
 compiles, and the train step and samplers (run thousands of times, where -O1 changes bits), keep
 XLA's defaults.
