@@ -4,8 +4,6 @@ VQ-VAE latents, and the one-line errors of a bad reference."""
 
 import json
 import os
-import subprocess
-import sys
 
 import chex
 import jax
@@ -13,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import ddpm_digits, ldm_digits, vae_ldm_digits, vqvae_digits
+from experiments import ddpm_digits, ldm_digits, vqvae_digits
 from gen import setup as setup_lib
 from gen import train
 from gen.errors import ConfigError
 from gen.objectives import diffusion
 from gen.objectives.autoencoder import NET as AE_NET
 from gen.utils import workdir as workdir_lib
-from tests.conftest import ONE_DEVICE
+from tests.conftest import ONE_DEVICE, run_python
 
 # Every test here trains or loads a reference run and compiles a U-Net step and sampler (20-70 s
 # each on 2 cores): the full suite runs them; the fast tier covers pretrained references through
@@ -44,9 +42,30 @@ def _train(module, tmp_path_factory, tfds_dir):
   return workdir
 
 
+def _gen_main(*args, cwd, tfds):
+  env = {'PYTHONPATH': REPO, 'TFDS_DATA_DIR': str(tfds)}
+  return run_python(['-m', 'gen.main', *args], cwd=cwd, env=env, timeout=600)
+
+
 @pytest.fixture(scope='module')
-def vae_run(tmp_path_factory, tfds_dir):
-  return _train(vae_ldm_digits, tmp_path_factory, tfds_dir)
+def docstring_runs(tmp_path_factory):
+  """The experiments' docstring commands as written, from a fresh folder: vae_ldm_digits then
+  ldm_digits (:smoke), whose default reference is the relative runs/vae_ldm_digits. Returns
+  (folder, the two CompletedProcesses)."""
+  folder = tmp_path_factory.mktemp('docstring')
+  exp = os.path.join(REPO, 'experiments')
+  run = lambda *args: _gen_main(*args, cwd=folder, tfds=folder / 'tfds')
+  first = run(f'--config={exp}/vae_ldm_digits.py:smoke', '--workdir=runs/vae_ldm_digits')
+  second = run(f'--config={exp}/ldm_digits.py:smoke', '--workdir=runs/ldm_digits')
+  return folder, first, second
+
+
+@pytest.fixture(scope='module')
+def vae_run(docstring_runs):
+  """The autoencoder run the docstring commands trained (vae_ldm_digits:smoke)."""
+  folder, first, _ = docstring_runs
+  assert first.returncode == 0, first.stderr[-2000:]
+  return str(folder / 'runs' / 'vae_ldm_digits')
 
 
 @pytest.fixture(scope='module')
@@ -163,32 +182,23 @@ def test_bad_references_fail_in_one_line_before_compiling(vae_run, tfds_dir, tmp
   assert type(setup_lib.build(plain, ONE_DEVICE).objective) is diffusion.Diffusion
 
 
-def test_the_docstring_commands_run_as_written_with_relative_paths(tmp_path):
+def test_the_docstring_commands_run_as_written_with_relative_paths(docstring_runs):
   """vae_ldm_digits then ldm_digits (their :smoke variants) from a fresh folder, with the
   experiments' relative default reference runs/vae_ldm_digits; then --mode=eval of the latent
   run from another folder (the reference was stored absolute)."""
-  env = {**os.environ, 'PYTHONPATH': REPO, 'TFDS_DATA_DIR': str(tmp_path / 'tfds')}
-  run = lambda *args, cwd=tmp_path: subprocess.run(
-    [sys.executable, '-m', 'gen.main', *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  exp = os.path.join(REPO, 'experiments')
-  first = run(f'--config={exp}/vae_ldm_digits.py:smoke', '--workdir=runs/vae_ldm_digits')
+  folder, first, second = docstring_runs
   assert first.returncode == 0, first.stderr[-2000:]
-  second = run(f'--config={exp}/ldm_digits.py:smoke', '--workdir=runs/ldm_digits')
   assert second.returncode == 0, second.stderr[-2000:]
-  with open(tmp_path / 'runs' / 'ldm_digits' / 'config.json') as f:
+  with open(folder / 'runs' / 'ldm_digits' / 'config.json') as f:
     saved = json.load(f)
-  assert saved['pretrained']['autoencoder'] == str(tmp_path / 'runs' / 'vae_ldm_digits')
-  other = tmp_path / 'elsewhere'
+  assert saved['pretrained']['autoencoder'] == str(folder / 'runs' / 'vae_ldm_digits')
+  other = folder / 'elsewhere'
   other.mkdir()
-  evaluated = run('--mode=eval', f'--workdir={tmp_path}/runs/ldm_digits', cwd=other)
+  evaluated = _gen_main(
+    '--mode=eval', f'--workdir={folder}/runs/ldm_digits', cwd=other, tfds=folder / 'tfds'
+  )
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-  with open(tmp_path / 'runs' / 'ldm_digits' / 'eval' / 'step_20.json') as f:
+  with open(folder / 'runs' / 'ldm_digits' / 'eval' / 'step_20.json') as f:
     result = json.load(f)
   assert {'fd', 'kid', 'precision', 'recall'} <= set(result)
   assert result['protocol']['sample']['space'] == 'latent'
