@@ -4,8 +4,8 @@ An initialiser runs once per run, so its compile is all of its cost. At
 `xla_backend_optimization_level=1` a U-Net's or InceptionV3's initialiser compiles in a fraction
 of the default (-O3) time (experiments/RESULTS.md), with the same values up to float rounding
 (tests/test_setup.py). The options are passed to this one compile, on CPU only: GPU and TPU
-compiles, and the train step and samplers (run thousands of times, where -O1 changes bits), keep
-XLA's defaults.
+compiles, and the train step and the samplers (run thousands of times; -O1 changes the train
+step's bits), keep XLA's defaults.
 """
 
 import jax
