@@ -16,8 +16,7 @@ from tests.conftest import ONE_DEVICE
 def test_init_compiled_for_one_run_matches_the_default_compile_to_rounding(name, tmp_path):
   """init_state compiles the initialiser with RUN_ONCE_CPU_OPTIONS (LLVM -O1 on CPU). The
   step-0 state (parameters, optimizer state, EMA) is the default compile's up to float rounding:
-  integers equal, floats at most 4 ulp apart (here the U-Net's and the DCGAN's are equal, and
-  one SN-GAN discriminator kernel rounds up to 2 ulp apart)."""
+  integers equal, floats at most 4 ulp apart (measured differences: experiments/RESULTS.md)."""
   config = importlib.import_module(f'experiments.{name}').get_config('smoke')
   config.data.data_dir = str(tmp_path)
   setup = setup_lib.build(config, ONE_DEVICE)
