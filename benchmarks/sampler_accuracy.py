@@ -22,15 +22,25 @@ noise), against the same tight reference; 'fitted+gauss' also fits the first tim
 from the Gaussian flow (gen.samplers.gaussian_flow) of the noise, with the data's mean and
 covariance estimated from 20,000 data samples. NFE counts only model calls.
 
+--diffusers (discrete_linear only; needs `pip install -e ".[bench]"`) also runs diffusers'
+deterministic schedulers (DIFFUSERS_SCHEDULERS, with timestep_spacing linspace, leading and
+trailing where the scheduler takes that option, else its own, 'own') on the same problem: the
+same initial noise, read as x at step T - 1, the same reference, and the exact model as an
+eps-prediction network, each with the most inference steps whose model calls fit the budget
+(calls are counted).
+
 Usage:
   python benchmarks/sampler_accuracy.py [--process vp] [--num 2000] [--nfe 5,10,20,50,100]
       [--targets ring2d,mix64d,mix64d_iid] [--fit_nfe 5,10] [--fit_samplers unipc,unipc3]
+      [--diffusers]
 The summary names the best (sampler, spacing) at each NFE by rmse (and the best with a fixed
 spacing, 'best_fixed'), next to DPM-Solver++(2M) and UniPC with the time-uniform steps that
-diffusers' schedulers default to.
+diffusers' schedulers default to; with --diffusers also the best diffusers scheduler and gen's
+best rmse over it ('gen_over_diffusers').
 """
 
 import argparse
+import inspect
 import json
 import math
 import time
@@ -57,7 +67,30 @@ DETERMINISTIC = (
   'unipc3',
 )
 STOCHASTIC = ('ddpm', 'euler_maruyama', 'reverse_diffusion', 'pc')
-SPACINGS = ('uniform', 'logsnr', 'karras')
+# diffusers' deterministic schedulers: name -> (class name, constructor options). DDIM's
+# clip_sample is off (the targets are not images in [-1, 1]); PNDM skips its Runge-Kutta warm-up
+# (PLMS, as diffusers' pipelines use it).
+DIFFUSERS_SCHEDULERS = {
+  'ddim': ('DDIMScheduler', {'clip_sample': False}),
+  'pndm_plms': ('PNDMScheduler', {'skip_prk_steps': True}),
+  'dpmsolver++_2m': ('DPMSolverMultistepScheduler', {}),
+  'dpmsolver++_3m': ('DPMSolverMultistepScheduler', {'solver_order': 3}),
+  'dpmsolver++_2m_karras': ('DPMSolverMultistepScheduler', {'use_karras_sigmas': True}),
+  'dpmsolver++_2s': ('DPMSolverSinglestepScheduler', {}),
+  'dpmsolver++_3s': ('DPMSolverSinglestepScheduler', {'solver_order': 3}),
+  'deis_2m': ('DEISMultistepScheduler', {}),
+  'deis_3m': ('DEISMultistepScheduler', {'solver_order': 3}),
+  'unipc_bh2': ('UniPCMultistepScheduler', {}),
+  'unipc_bh1': ('UniPCMultistepScheduler', {'solver_type': 'bh1'}),
+  'unipc3_bh2': ('UniPCMultistepScheduler', {'solver_order': 3}),
+  'euler': ('EulerDiscreteScheduler', {}),
+  'euler_karras': ('EulerDiscreteScheduler', {'use_karras_sigmas': True}),
+  'heun': ('HeunDiscreteScheduler', {}),
+  'lms': ('LMSDiscreteScheduler', {}),
+  'kdpm2': ('KDPM2DiscreteScheduler', {}),
+}
+DIFFUSERS_SPACINGS = ('linspace', 'leading', 'trailing')
+SPACINGS = samplers.SPACINGS  # uniform, quadratic, trailing, karras, logsnr
 EVALS_PER_STEP = {'heun': 2, 'edm': 2, 'rk4': 4, 'pc': 2}
 
 
@@ -101,6 +134,93 @@ def tight_reference(mixture, process, x_init, t_from, t_to, rtol=1e-8, atol=1e-8
   return _denoise64(mixture, sol.y[:, -1].reshape(shape), np.exp(u1))
 
 
+def diffusers_rows(target, mixture, process, x_init, reference, nfes):
+  """RMSE rows of DIFFUSERS_SCHEDULERS x DIFFUSERS_SPACINGS at each budget in `nfes`.
+
+  The network is the exact mixture denoiser as an eps-prediction network: at noise-to-signal
+  ratio sigma (alpha = 1 / sqrt(1 + sigma^2)), x0 = D(x / alpha, sigma) and eps = (x / alpha -
+  x0) / sigma, in float64, returned as float32. Its sigma is the one the scheduler means: for
+  the schedulers that integrate x / alpha (Euler, Heun, LMS, KDPM2: init_noise_sigma > 1), the
+  one scale_model_input divided by (x_in = x / sqrt(1 + sigma^2)), so fractional and
+  interpolated timesteps get their exact noise level; for the others, sqrt((1 - abar_t) / abar_t)
+  at the integer timestep the network is given. The sample runs in float32 from x_init at step
+  T - 1 (times init_noise_sigma); the output is compared with `reference`, gen's tight solve from
+  the same noise.
+  """
+  import diffusers
+  import torch
+
+  torch.set_num_threads(2)
+  num_train = int(process.num_timesteps)
+  betas = np.asarray(process.betas, np.float64)
+  abar = np.cumprod(1.0 - betas)
+  sigmas = np.sqrt((1.0 - abar) / abar)
+
+  def eps_model(x_in, s):
+    alpha = 1.0 / math.sqrt(1.0 + s * s)
+    y = x_in.double().numpy() / alpha
+    x0 = _denoise64(mixture, y, s)
+    return torch.from_numpy(((y - x0) / s).astype(np.float32))
+
+  def sample(cls, options, spacing, steps):
+    spaced = {} if spacing == 'own' else {'timestep_spacing': spacing}
+    scheduler = getattr(diffusers, cls)(
+      num_train_timesteps=num_train,
+      beta_start=float(betas[0]),
+      beta_end=float(betas[-1]),
+      beta_schedule='linear',
+      **spaced,
+      **options,
+    )
+    scheduler.set_timesteps(steps)
+    x = torch.from_numpy(np.asarray(x_init, np.float32)) * scheduler.init_noise_sigma
+    calls = 0
+    scaled = float(scheduler.init_noise_sigma) > 1.0
+    for t in scheduler.timesteps:
+      x_in = scheduler.scale_model_input(x, t)
+      if scaled:  # x_in = x / sqrt(1 + sigma^2)
+        ratio = float(
+          torch.linalg.vector_norm(x.double()) / torch.linalg.vector_norm(x_in.double())
+        )
+        s = math.sqrt(max(ratio * ratio - 1.0, 0.0))
+      else:
+        s = float(sigmas[int(t)])
+      eps = eps_model(x_in, s)
+      calls += 1
+      x = scheduler.step(eps, t, x).prev_sample
+    return x.double().numpy(), calls
+
+  rows = []
+  for name, (cls, options) in DIFFUSERS_SCHEDULERS.items():
+    spaced = 'timestep_spacing' in inspect.signature(getattr(diffusers, cls).__init__).parameters
+    for spacing in DIFFUSERS_SPACINGS if spaced else ('own',):
+      for nfe in nfes:
+        out, steps, calls = None, 0, 0
+        for n in range(nfe, 0, -1):  # the most inference steps whose calls fit the budget
+          try:
+            sampled, used = sample(cls, options, spacing, n)
+          except (ValueError, IndexError, RuntimeError):  # a step count the scheduler refuses
+            continue
+          if used <= nfe:
+            out, steps, calls = sampled, n, used
+            break
+        finite = out is not None and np.all(np.isfinite(out))
+        rmse = float(f'{np.sqrt(np.mean(np.square(out - reference))):.3g}') if finite else None
+        rows.append(
+          {
+            'target': target,
+            'library': 'diffusers',
+            'sampler': name,
+            'spacing': spacing,
+            'budget': nfe,
+            'num_steps': steps,
+            'nfe': calls,
+            'rmse': rmse,
+          }
+        )
+  return rows
+
+
 def steps_for(sampler: str, nfe: int) -> int:
   """The most model times N whose NFE fits `nfe` (0 if none)."""
   per = EVALS_PER_STEP.get(sampler, 1)
@@ -110,7 +230,18 @@ def steps_for(sampler: str, nfe: int) -> int:
 
 
 def evaluate_target(
-  target, mixture, radius, process, process_name, nfes, num, seed, fit_nfes, fit_samplers, calib
+  target,
+  mixture,
+  radius,
+  process,
+  process_name,
+  nfes,
+  num,
+  seed,
+  fit_nfes,
+  fit_samplers,
+  calib,
+  with_diffusers=False,
 ):
   """The result rows of every applicable sampler, spacing and NFE budget on one target."""
   allowed = samplers.allowed_for(process, process_name)
@@ -132,6 +263,9 @@ def evaluate_target(
     )
 
   def ode_reference(spacing):
+    # 'trailing' stops short of t_min on purpose: its error is measured against the solve to the
+    # end every other spacing reaches (that of 'uniform')
+    spacing = 'uniform' if spacing == 'trailing' else spacing
     if spacing not in reference:
       reference[spacing] = tight(x_init, samplers.timesteps(process, 2, spacing))
     return reference[spacing]
@@ -171,6 +305,8 @@ def evaluate_target(
         row = measure(name, spacing, nfe)
         if row is not None:
           rows.append(row)
+  if with_diffusers:
+    rows += diffusers_rows(target, mixture, process, x_init, ode_reference('uniform'), nfes)
   fit_samplers = [s for s in fit_samplers if s in allowed and s in DETERMINISTIC]
   if not fit_nfes or not fit_samplers or calib < 1:
     return rows
@@ -219,7 +355,14 @@ def summarize(rows, target, nfes):
   """Best (sampler, spacing) by rmse at each budget, next to the diffusers-default baselines."""
   summary = {}
   for nfe in nfes:
-    at = [r for r in rows if r['target'] == target and r['rmse'] is not None and r['budget'] == nfe]
+    at = [
+      r
+      for r in rows
+      if r['target'] == target
+      and r['rmse'] is not None
+      and r['budget'] == nfe
+      and 'library' not in r
+    ]
     if not at:
       continue
     best = min(at, key=lambda r: r['rmse'])
@@ -233,6 +376,21 @@ def summarize(rows, target, nfes):
       'dpm_solver_2m_uniform_rmse': uniform.get('dpm_solver_2m'),
       'unipc_uniform_rmse': uniform.get('unipc'),
     }
+    theirs = [
+      r
+      for r in rows
+      if r['target'] == target
+      and r['rmse'] is not None
+      and r['budget'] == nfe
+      and r.get('library') == 'diffusers'
+    ]
+    if theirs:
+      top = min(theirs, key=lambda r: r['rmse'])
+      summary[f'{target}/nfe{nfe}'].update(
+        best_diffusers=f'{top["sampler"]} ({top["spacing"]}, {top["num_steps"]} steps)',
+        best_diffusers_rmse=top['rmse'],
+        gen_over_diffusers=round(best['rmse'] / top['rmse'], 3),
+      )
   return summary
 
 
@@ -246,7 +404,12 @@ def main():
   parser.add_argument('--fit_nfe', default='', help='budgets to fit schedules at, e.g. 5,10')
   parser.add_argument('--fit_samplers', default='unipc,unipc3')
   parser.add_argument('--calib', type=int, default=1000, help='calibration noise samples')
+  parser.add_argument(
+    '--diffusers', action='store_true', help="also diffusers' schedulers (discrete_linear)"
+  )
   args = parser.parse_args()
+  if args.diffusers and args.process != 'discrete_linear':
+    parser.error(f'--diffusers needs --process discrete_linear, got --process {args.process}')
   process = processes.make(args.process)
   nfes = [int(n) for n in args.nfe.split(',')]
   results, summary = [], {}
@@ -268,6 +431,7 @@ def main():
       fit_nfes,
       args.fit_samplers.split(','),
       args.calib,
+      args.diffusers,
     )
     results += rows
     summary.update(summarize(rows, target, nfes))
