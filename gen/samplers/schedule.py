@@ -12,10 +12,12 @@ the model times ts, and Phi(x) the probability-flow ODE's solution from x (by de
 solve: a solver of order 3 on 500 log-SNR-spaced times, or adaptive Dormand-Prince at
 rtol = atol = 1e-5 for a continuous process), both ending with the x0 estimate at t_min. The
 times live on a grid of candidates (every step of a discrete process; `num_candidates` times
-evenly spaced in log-SNR for a continuous one) and are fitted by coordinate search: each interior
-time in turn moves by +-delta grid points while the error decreases, for delta halving from 1/8
-of the grid to one point, from each of the starting spacings, keeping the best. Sampler, ends
-(t_max, t_min) and N are fixed; with `stats` (the data's mean and covariance) the first time is
+evenly spaced in log-SNR for a continuous one) and are fitted by coordinate search: each time
+after the first in turn moves by +-delta grid points while the error decreases, for delta
+halving from 1/8 of the grid to one point, from each of the starting spacings, keeping the best.
+The sampler, N and the first time (t_max) are fixed. The last time is free: the sampler returns
+the x0 estimate at it, so a last time above t_min spends no evaluation on almost clean data (as
+the 'trailing' spacing does). With `stats` (the data's mean and covariance) the first time is
 free too and the noise is first carried from t_max to it by the Gaussian flow
 (gen.samplers.gaussian), at no network evaluation.
 
@@ -86,7 +88,7 @@ def optimize_timesteps(
   *,
   reference: jax.Array | None = None,
   stats: GaussianStats | None = None,
-  init_spacings: tuple[str, ...] = ('logsnr', 'uniform'),
+  init_spacings: tuple[str, ...] = ('logsnr', 'uniform', 'trailing'),
   num_candidates: int = 1000,
   **options,
 ) -> jax.Array:
@@ -115,8 +117,8 @@ def optimize_timesteps(
     **options: the sampler's own options.
 
   Returns:
-    [N] descending times (int32 for a discrete process, float32 otherwise) ending at t_min and,
-    without `stats`, starting at t_max.
+    [N] descending times (int32 for a discrete process, float32 otherwise), starting at t_max
+    without `stats`.
   """
   from gen import samplers  # the sampler table imports this module
 
@@ -147,19 +149,20 @@ def optimize_timesteps(
   best_idx, best_err = None, np.inf
   for spacing in init_spacings:
     idx = _nearest_indices(grid, np.asarray(base.timesteps(process, num_steps, spacing)))
-    idx[0], idx[-1] = 0, size - 1  # still strictly increasing: idx[i] lies in [i, size - n + i]
+    idx[0] = 0  # t_max; still strictly increasing: idx[i] lies in [i, size - n + i]
     err = float(error(jnp.asarray(idx)))
     delta = max(1, size // 8)
     while delta >= 1:
       improved = True
       while improved:
         improved = False
-        for i in range(first, num_steps - 1):
+        for i in range(first, num_steps):
           for move in (delta, -delta):
             trial = idx.copy()
             trial[i] += move
             lo = trial[i - 1] if i > 0 else -1
-            if not lo < trial[i] < trial[i + 1]:
+            hi = trial[i + 1] if i < num_steps - 1 else size
+            if not lo < trial[i] < hi:
               continue
             trial_err = float(error(jnp.asarray(trial)))
             if trial_err < err:
