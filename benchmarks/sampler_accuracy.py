@@ -134,8 +134,9 @@ def tight_reference(mixture, process, x_init, t_from, t_to, rtol=1e-8, atol=1e-8
   return _denoise64(mixture, sol.y[:, -1].reshape(shape), np.exp(u1))
 
 
-def diffusers_rows(target, mixture, process, x_init, reference, nfes):
-  """RMSE rows of DIFFUSERS_SCHEDULERS x DIFFUSERS_SPACINGS at each budget in `nfes`.
+def diffusers_sample(mixture, process, x_init, name, spacing, steps):
+  """diffusers' scheduler `name` (of DIFFUSERS_SCHEDULERS) with `steps` inference steps and
+  `spacing` (a timestep_spacing, or 'own') from x_init: (samples [B, D] float64, model calls).
 
   The network is the exact mixture denoiser as an eps-prediction network: at noise-to-signal
   ratio sigma (alpha = 1 / sqrt(1 + sigma^2)), x0 = D(x / alpha, sigma) and eps = (x / alpha -
@@ -144,61 +145,59 @@ def diffusers_rows(target, mixture, process, x_init, reference, nfes):
   one scale_model_input divided by (x_in = x / sqrt(1 + sigma^2)), so fractional and
   interpolated timesteps get their exact noise level; for the others, sqrt((1 - abar_t) / abar_t)
   at the integer timestep the network is given. The sample runs in float32 from x_init at step
-  T - 1 (times init_noise_sigma); the output is compared with `reference`, gen's tight solve from
-  the same noise.
+  T - 1 (times init_noise_sigma).
   """
   import diffusers
   import torch
 
   torch.set_num_threads(2)
-  num_train = int(process.num_timesteps)
+  cls, options = DIFFUSERS_SCHEDULERS[name]
   betas = np.asarray(process.betas, np.float64)
   abar = np.cumprod(1.0 - betas)
   sigmas = np.sqrt((1.0 - abar) / abar)
-
-  def eps_model(x_in, s):
+  spaced = {} if spacing == 'own' else {'timestep_spacing': spacing}
+  scheduler = getattr(diffusers, cls)(
+    num_train_timesteps=int(process.num_timesteps),
+    beta_start=float(betas[0]),
+    beta_end=float(betas[-1]),
+    beta_schedule='linear',
+    **spaced,
+    **options,
+  )
+  scheduler.set_timesteps(steps)
+  x = torch.from_numpy(np.asarray(x_init, np.float32)) * scheduler.init_noise_sigma
+  scaled = float(scheduler.init_noise_sigma) > 1.0
+  calls = 0
+  for t in scheduler.timesteps:
+    x_in = scheduler.scale_model_input(x, t)
+    if scaled:  # x_in = x / sqrt(1 + sigma^2)
+      ratio = float(torch.linalg.vector_norm(x.double()) / torch.linalg.vector_norm(x_in.double()))
+      s = math.sqrt(max(ratio * ratio - 1.0, 0.0))
+    else:
+      s = float(sigmas[int(t)])
     alpha = 1.0 / math.sqrt(1.0 + s * s)
     y = x_in.double().numpy() / alpha
-    x0 = _denoise64(mixture, y, s)
-    return torch.from_numpy(((y - x0) / s).astype(np.float32))
+    eps = torch.from_numpy(((y - _denoise64(mixture, y, s)) / s).astype(np.float32))
+    calls += 1
+    x = scheduler.step(eps, t, x).prev_sample
+  return x.double().numpy(), calls
 
-  def sample(cls, options, spacing, steps):
-    spaced = {} if spacing == 'own' else {'timestep_spacing': spacing}
-    scheduler = getattr(diffusers, cls)(
-      num_train_timesteps=num_train,
-      beta_start=float(betas[0]),
-      beta_end=float(betas[-1]),
-      beta_schedule='linear',
-      **spaced,
-      **options,
-    )
-    scheduler.set_timesteps(steps)
-    x = torch.from_numpy(np.asarray(x_init, np.float32)) * scheduler.init_noise_sigma
-    calls = 0
-    scaled = float(scheduler.init_noise_sigma) > 1.0
-    for t in scheduler.timesteps:
-      x_in = scheduler.scale_model_input(x, t)
-      if scaled:  # x_in = x / sqrt(1 + sigma^2)
-        ratio = float(
-          torch.linalg.vector_norm(x.double()) / torch.linalg.vector_norm(x_in.double())
-        )
-        s = math.sqrt(max(ratio * ratio - 1.0, 0.0))
-      else:
-        s = float(sigmas[int(t)])
-      eps = eps_model(x_in, s)
-      calls += 1
-      x = scheduler.step(eps, t, x).prev_sample
-    return x.double().numpy(), calls
+
+def diffusers_rows(target, mixture, process, x_init, reference, nfes):
+  """RMSE rows of DIFFUSERS_SCHEDULERS x DIFFUSERS_SPACINGS at each budget in `nfes`: each the
+  most inference steps whose model calls fit the budget (`diffusers_sample`), compared with
+  `reference`, gen's tight solve from the same noise."""
+  import diffusers
 
   rows = []
-  for name, (cls, options) in DIFFUSERS_SCHEDULERS.items():
+  for name, (cls, _) in DIFFUSERS_SCHEDULERS.items():
     spaced = 'timestep_spacing' in inspect.signature(getattr(diffusers, cls).__init__).parameters
     for spacing in DIFFUSERS_SPACINGS if spaced else ('own',):
       for nfe in nfes:
         out, steps, calls = None, 0, 0
         for n in range(nfe, 0, -1):  # the most inference steps whose calls fit the budget
           try:
-            sampled, used = sample(cls, options, spacing, n)
+            sampled, used = diffusers_sample(mixture, process, x_init, name, spacing, n)
           except (ValueError, IndexError, RuntimeError):  # a step count the scheduler refuses
             continue
           if used <= nfe:
