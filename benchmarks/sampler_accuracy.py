@@ -134,6 +134,27 @@ def tight_reference(mixture, process, x_init, t_from, t_to, rtol=1e-8, atol=1e-8
   return _denoise64(mixture, sol.y[:, -1].reshape(shape), np.exp(u1))
 
 
+def diffusers_scheduler(process, name, spacing, steps):
+  """diffusers' scheduler `name` (of DIFFUSERS_SCHEDULERS) for `process`'s linear betas, with
+  `spacing` (a timestep_spacing, or 'own') and `steps` inference steps set: it calls the model
+  once per entry of its `timesteps`."""
+  import diffusers
+
+  cls, options = DIFFUSERS_SCHEDULERS[name]
+  betas = np.asarray(process.betas, np.float64)
+  spaced = {} if spacing == 'own' else {'timestep_spacing': spacing}
+  scheduler = getattr(diffusers, cls)(
+    num_train_timesteps=int(process.num_timesteps),
+    beta_start=float(betas[0]),
+    beta_end=float(betas[-1]),
+    beta_schedule='linear',
+    **spaced,
+    **options,
+  )
+  scheduler.set_timesteps(steps)
+  return scheduler
+
+
 def diffusers_sample(mixture, process, x_init, name, spacing, steps):
   """diffusers' scheduler `name` (of DIFFUSERS_SCHEDULERS) with `steps` inference steps and
   `spacing` (a timestep_spacing, or 'own') from x_init: (samples [B, D] float64, model calls).
@@ -147,24 +168,12 @@ def diffusers_sample(mixture, process, x_init, name, spacing, steps):
   at the integer timestep the network is given. The sample runs in float32 from x_init at step
   T - 1 (times init_noise_sigma).
   """
-  import diffusers
   import torch
 
   torch.set_num_threads(2)
-  cls, options = DIFFUSERS_SCHEDULERS[name]
-  betas = np.asarray(process.betas, np.float64)
-  abar = np.cumprod(1.0 - betas)
+  abar = np.cumprod(1.0 - np.asarray(process.betas, np.float64))
   sigmas = np.sqrt((1.0 - abar) / abar)
-  spaced = {} if spacing == 'own' else {'timestep_spacing': spacing}
-  scheduler = getattr(diffusers, cls)(
-    num_train_timesteps=int(process.num_timesteps),
-    beta_start=float(betas[0]),
-    beta_end=float(betas[-1]),
-    beta_schedule='linear',
-    **spaced,
-    **options,
-  )
-  scheduler.set_timesteps(steps)
+  scheduler = diffusers_scheduler(process, name, spacing, steps)
   x = torch.from_numpy(np.asarray(x_init, np.float32)) * scheduler.init_noise_sigma
   scaled = float(scheduler.init_noise_sigma) > 1.0
   calls = 0
@@ -197,12 +206,13 @@ def diffusers_rows(target, mixture, process, x_init, reference, nfes):
         out, steps, calls = None, 0, 0
         for n in range(nfe, 0, -1):  # the most inference steps whose calls fit the budget
           try:
-            sampled, used = diffusers_sample(mixture, process, x_init, name, spacing, n)
+            if len(diffusers_scheduler(process, name, spacing, n).timesteps) > nfe:
+              continue
+            out, calls = diffusers_sample(mixture, process, x_init, name, spacing, n)
           except (ValueError, IndexError, RuntimeError):  # a step count the scheduler refuses
             continue
-          if used <= nfe:
-            out, steps, calls = sampled, n, used
-            break
+          steps = n
+          break
         finite = out is not None and np.all(np.isfinite(out))
         rmse = float(f'{np.sqrt(np.mean(np.square(out - reference))):.3g}') if finite else None
         rows.append(
@@ -354,14 +364,9 @@ def summarize(rows, target, nfes):
   """Best (sampler, spacing) by rmse at each budget, next to the diffusers-default baselines."""
   summary = {}
   for nfe in nfes:
-    at = [
-      r
-      for r in rows
-      if r['target'] == target
-      and r['rmse'] is not None
-      and r['budget'] == nfe
-      and 'library' not in r
-    ]
+    scored = [r for r in rows if r['target'] == target and r['rmse'] is not None]
+    at = [r for r in scored if r['budget'] == nfe and 'library' not in r]
+    theirs = [r for r in scored if r['budget'] == nfe and r.get('library') == 'diffusers']
     if not at:
       continue
     best = min(at, key=lambda r: r['rmse'])
@@ -375,14 +380,6 @@ def summarize(rows, target, nfes):
       'dpm_solver_2m_uniform_rmse': uniform.get('dpm_solver_2m'),
       'unipc_uniform_rmse': uniform.get('unipc'),
     }
-    theirs = [
-      r
-      for r in rows
-      if r['target'] == target
-      and r['rmse'] is not None
-      and r['budget'] == nfe
-      and r.get('library') == 'diffusers'
-    ]
     if theirs:
       top = min(theirs, key=lambda r: r['rmse'])
       summary[f'{target}/nfe{nfe}'].update(
